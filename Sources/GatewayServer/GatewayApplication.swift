@@ -1,0 +1,111 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import HummingbirdWebSocket
+import JupyterProtocol
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// The gateway's version, reported as `gateway_version` by `GET /api`.
+public let ganymedeVersion = "0.1.0"
+
+/// Builds the HTTP/WebSocket application and the services that go with it.
+public struct Gateway: Sendable {
+    public let configuration: GatewayConfiguration
+    public let registry: KernelRegistry
+    public let logger: Logger
+
+    public init(configuration: GatewayConfiguration, logger: Logger,
+                environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.configuration = configuration
+        self.logger = logger
+        let specs = KernelSpecStore(configuration: configuration, environment: environment, logger: logger)
+        self.registry = KernelRegistry(configuration: configuration, specs: specs, logger: logger, environment: environment)
+    }
+
+    /// The application (a `Service`) plus the service that stops every kernel on shutdown.
+    /// Run them in one `ServiceGroup` in this order: graceful shutdown runs in reverse, so
+    /// kernels are stopped (and WebSockets closed) before the server stops.
+    public func makeServices(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> [any Service] {
+        [buildApplication(onServerRunning: onServerRunning), KernelReaperService(registry: registry)]
+    }
+
+    public func buildApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        let c = configuration
+        let authenticator = TokenAuthenticator(token: c.authToken)
+        let base = String(c.baseURL.dropLast())  // "" or "/prefix"
+        let swaggerPaths: Set<String> = ["\(base)/api/swagger.yaml", "\(base)/api/swagger.json"]
+
+        let router = Router(context: GatewayRequestContext.self)
+        router.add(middleware: JSONErrorMiddleware())
+        router.add(middleware: CORSHeadersMiddleware(configuration: c))
+        router.add(middleware: AuthMiddleware(authenticator: authenticator, publicPaths: swaggerPaths))
+
+        let api = base.isEmpty ? router.group() : router.group(RouterPath(base))
+        let sessionStore = SessionStore()
+        let kernels = KernelRoutes(registry: registry, configuration: c)
+        let specs = KernelSpecRoutes(specs: registry.specs, configuration: c)
+        let sessions = SessionRoutes(registry: registry, store: sessionStore, configuration: c)
+        let channels = ChannelsWebSocket(registry: registry, configuration: c, authenticator: authenticator)
+
+        let versionInfo: [String: String] = ["version": "2.14.0", "gateway_version": ganymedeVersion, "gateway": "ganymede"]
+        api.get("api") { _, _ -> Response in
+            try HTTPHelpers.json(versionInfo)
+        }
+        let swaggerYAML = OpenAPIDocument.yaml
+        let swaggerJSON = (try? OpenAPIDocument.json()) ?? Data("{}".utf8)
+        api.get("api/swagger.yaml") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "text/x-yaml"], body: .init(byteBuffer: ByteBuffer(string: swaggerYAML)))
+        }
+        api.get("api/swagger.json") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: swaggerJSON)))
+        }
+        api.get("api/kernelspecs", use: specs.list)
+        api.get("api/kernelspecs/:name", use: specs.get)
+        let resourcePrefix = "\(base)/kernelspecs/"
+        let resource: @Sendable (Request, GatewayRequestContext) throws -> Response = { request, context in
+            try specs.resource(request, context, prefix: resourcePrefix)
+        }
+        api.get("kernelspecs/**", use: resource)
+        api.head("kernelspecs/**", use: resource)
+        api.get("api/kernels", use: kernels.list)
+        api.post("api/kernels", use: kernels.create)
+        api.get("api/kernels/:kernel_id", use: kernels.get)
+        api.delete("api/kernels/:kernel_id", use: kernels.delete)
+        api.post("api/kernels/:kernel_id/interrupt", use: kernels.interrupt)
+        api.post("api/kernels/:kernel_id/restart", use: kernels.restart)
+        api.get("api/kernels/:kernel_id/channels", use: channels.httpFallback)
+        api.get("api/sessions", use: sessions.list)
+        api.post("api/sessions", use: sessions.create)
+        api.get("api/sessions/:session_id", use: sessions.get)
+        api.patch("api/sessions/:session_id", use: sessions.patch)
+        api.delete("api/sessions/:session_id", use: sessions.delete)
+
+        let wsRouter = Router(context: GatewayRequestContext.self)
+        let wsAPI = base.isEmpty ? wsRouter.group() : wsRouter.group(RouterPath(base))
+        wsAPI.ws("api/kernels/:kernel_id/channels", shouldUpgrade: channels.shouldUpgrade, onUpgrade: channels.handle)
+
+        let ping: AutoPingSetup = c.wsPingInterval > .zero ? .enabled(timePeriod: c.wsPingInterval) : .disabled
+        let wsConfiguration = WebSocketServerConfiguration(maxFrameSize: c.maxWebSocketMessageSize, autoPing: ping, validateUTF8: true)
+        let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(http1: HTTP1Channel.Configuration(), ws: wsConfiguration)
+        let server: HTTPServerBuilder = HTTPServerBuilder.http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: channelConfiguration)
+        let appConfiguration = ApplicationConfiguration(address: BindAddress.hostname(c.ip, port: c.port), serverName: nil)
+        let running: @Sendable (any NIOCore.Channel) async -> Void = { channel in
+            await onServerRunning(channel.localAddress?.port ?? c.port)
+        }
+        let app = Application(router: router, server: server, configuration: appConfiguration, onServerRunning: running, logger: logger)
+        return app
+    }
+}
+
+/// Stops every kernel when the gateway shuts down, so no kernel outlives it.
+struct KernelReaperService: Service {
+    let registry: KernelRegistry
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await registry.shutdownAll()
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+
+/// Everything the gateway can be configured with. Filled by the executable from flags,
+/// then environment (EG_*, KG_*, GANYMEDE_*), then an optional YAML file.
+public struct GatewayConfiguration: Sendable {
+    public var ip = "127.0.0.1"
+    public var port = 8888
+    /// Always starts and ends with "/".
+    public var baseURL = "/"
+    /// Empty: no authentication (EG's default).
+    public var authToken = ""
+    public var listKernels = true
+    public var defaultKernelName = "python3"
+    /// Extra directories holding `<name>/kernel.json`, searched before the Jupyter path.
+    public var kernelSpecDirectories: [String] = []
+    /// Non-KERNEL_ client env names passed to kernels; `*` = all (EG_CLIENT_ENVS).
+    public var clientEnvs: [String] = []
+    /// Gateway env names copied into kernels (EG_INHERITED_ENVS).
+    public var inheritedEnvs: [String] = []
+    /// Env names whose values are never passed to kernels nor logged.
+    public var sensitiveEnvKeys: [String] = []
+    // CORS (EG_ALLOW_*): each header is sent only when set.
+    public var allowOrigin = ""
+    public var allowCredentials = ""
+    public var allowHeaders = ""
+    public var allowMethods = ""
+    public var exposeHeaders = ""
+    public var maxAge = ""
+    /// WebSocket ping interval; zero disables pings (EG_WS_PING_INTERVAL_SECS).
+    public var wsPingInterval: Duration = .seconds(30)
+    /// How long a WebSocket connect waits for `kernel_info_reply` (jupyter_server `kernel_info_timeout`).
+    public var kernelInfoTimeout: Duration = .seconds(60)
+    /// Default launch timeout; a request's KERNEL_LAUNCH_TIMEOUT overrides it (EG_KERNEL_LAUNCH_TIMEOUT).
+    public var kernelLaunchTimeout: Duration = .seconds(40)
+    /// Wait after `shutdown_request` before SIGTERM, and again before SIGKILL.
+    public var shutdownWaitTime: Duration = .seconds(5)
+    /// Automatic restarts of a kernel that died, before it is declared dead.
+    public var restartLimit = 5
+    public var autoRestart = true
+    /// Largest accepted WebSocket message and REST body.
+    public var maxWebSocketMessageSize = 64 << 20
+    public var maxRequestBodySize = 1 << 20
+    /// Where connection files and kernel logs are written (mode 0700).
+    public var runtimeDirectory: String
+    public var gatewayUsername: String
+
+    public init() {
+        let env = ProcessInfo.processInfo.environment
+        let base = env["JUPYTER_RUNTIME_DIR"] ?? (NSTemporaryDirectory() + "ganymede-\(getuid())")
+        runtimeDirectory = base
+        let uid = getuid()
+        let fallback: String = uid == 0 ? "root" : String(uid)
+        gatewayUsername = env["USER"] ?? env["LOGNAME"] ?? fallback
+    }
+
+    /// Normalises a base URL to "/x/y/" form.
+    public static func normalizeBaseURL(_ raw: String) -> String {
+        var s = raw.trimmingCharacters(in: .whitespaces)
+        if !s.hasPrefix("/") { s = "/" + s }
+        if !s.hasSuffix("/") { s += "/" }
+        while s.contains("//") { s = s.replacingOccurrences(of: "//", with: "/") }
+        return s
+    }
+}

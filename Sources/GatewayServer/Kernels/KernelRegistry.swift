@@ -1,0 +1,138 @@
+import Foundation
+import JupyterProtocol
+import Logging
+import Provisioning
+
+/// All kernels of the gateway, by id.
+public actor KernelRegistry {
+    public nonisolated let configuration: GatewayConfiguration
+    public nonisolated let specs: KernelSpecStore
+    private var kernels: [String: ManagedKernel] = [:]
+    /// Ids being started: counted so a duplicate KERNEL_ID cannot race in.
+    private var pending: Set<String> = []
+    private let logger: Logger
+    private let gatewayEnvironment: [String: String]
+    private var shuttingDown = false
+
+    public init(configuration: GatewayConfiguration, specs: KernelSpecStore, logger: Logger,
+                environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.configuration = configuration
+        self.specs = specs
+        self.logger = logger
+        self.gatewayEnvironment = environment
+    }
+
+    public func kernel(_ id: String) throws(GatewayError) -> ManagedKernel {
+        guard let kernel = kernels[id] else { throw .kernelNotFound(id) }
+        return kernel
+    }
+
+    public func list() -> [ManagedKernel] {
+        kernels.values.sorted { $0.id < $1.id }
+    }
+
+    public var count: Int { kernels.count }
+
+    /// Starts a kernel and returns once it answers `kernel_info_request`.
+    public func start(name: String?, clientEnv: [String: String]?) async throws(GatewayError) -> ManagedKernel {
+        guard !shuttingDown else { throw GatewayError(.serviceUnavailable, "The gateway is shutting down") }
+        let specName = (name?.isEmpty == false ? name! : configuration.defaultKernelName)
+        guard let spec = specs.spec(named: specName) else {
+            throw GatewayError(.notFound, reason: "Not Found", "No such kernel: kernelspec '\(specName)' not found")
+        }
+        var id = UUID().uuidString.lowercased()
+        if let requested = clientEnv?["KERNEL_ID"] {
+            guard let uuid = UUID(uuidString: requested) else {
+                throw .badRequest("KERNEL_ID '\(requested.prefix(64))' is not a UUID")
+            }
+            id = uuid.uuidString.lowercased()
+            guard kernels[id] == nil, !pending.contains(id) else {
+                throw GatewayError(.conflict, "A kernel with id \(id) already exists")
+            }
+        }
+        let timeout = Self.launchTimeout(clientEnv?["KERNEL_LAUNCH_TIMEOUT"]) ?? configuration.kernelLaunchTimeout
+        let username = clientEnv?["KERNEL_USERNAME"] ?? configuration.gatewayUsername
+        let env = KernelEnvironment.build(clientEnv: clientEnv, gatewayEnv: gatewayEnvironment, configuration: configuration,
+                                          spec: spec, kernelID: id, username: username)
+        try ensureRuntimeDirectory()
+        var kernelLogger = logger
+        kernelLogger[metadataKey: "kernel_id"] = "\(id)"
+        let provisioner = try Self.provisioner(for: spec, logger: kernelLogger)
+        let request = LaunchRequest(kernelID: id, spec: spec, environment: env, runtimeDirectory: configuration.runtimeDirectory,
+                                    workingDirectory: clientEnv?["KERNEL_WORKING_DIR"].flatMap { Self.existingDirectory($0) })
+        let kernel = ManagedKernel(id: id, spec: spec, username: username, provisioner: provisioner, request: request,
+                                   configuration: configuration, logger: logger)
+        pending.insert(id)
+        defer { pending.remove(id) }
+        kernelLogger.info("starting kernel", metadata: ["kernelspec": "\(spec.name)", "user": "\(username)"])
+        // Registered before it is ready, so a gateway shutdown meanwhile stops it too.
+        kernels[id] = kernel
+        do {
+            try await kernel.start(timeout: timeout)
+        } catch {
+            kernels.removeValue(forKey: id)
+            kernelLogger.error("kernel failed to start", metadata: ["error": "\(error.message)"])
+            throw error
+        }
+        if shuttingDown {
+            await kernel.shutdown()
+            kernels.removeValue(forKey: id)
+            throw GatewayError(.serviceUnavailable, "The gateway is shutting down")
+        }
+        kernelLogger.info("kernel started")
+        return kernel
+    }
+
+    /// Picks the backend from `metadata.process_proxy.class_name` (EG) or
+    /// `metadata.kernel_provisioner.provisioner_name` (jupyter_client).
+    static func provisioner(for spec: KernelSpec, logger: Logger) throws(GatewayError) -> any KernelProvisioner {
+        let className = spec.processProxy?["class_name"]?.stringValue
+        let provisionerName = spec.file.metadata?["kernel_provisioner"]?["provisioner_name"]?.stringValue
+        let local: Set<String> = [
+            "enterprise_gateway.services.processproxies.processproxy.LocalProcessProxy", "local-provisioner",
+        ]
+        if let name = className ?? provisionerName, !local.contains(name) {
+            throw GatewayError(.notImplemented, reason: "Unsupported provisioner",
+                               "Kernelspec '\(spec.name)' asks for '\(name)', which this gateway does not support yet")
+        }
+        return LocalProvisioner(logger: logger)
+    }
+
+    static func launchTimeout(_ raw: String?) -> Duration? {
+        guard let raw, let seconds = Double(raw), seconds > 0, seconds.isFinite else { return nil }
+        return .milliseconds(Int64(seconds * 1000))
+    }
+
+    static func existingDirectory(_ path: String) -> String? {
+        var isDir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue ? path : nil
+    }
+
+    private func ensureRuntimeDirectory() throws(GatewayError) {
+        let path = configuration.runtimeDirectory
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path)
+        } catch {
+            throw GatewayError(.internalServerError, reason: "Runtime directory", "Cannot create \(path): \(error)")
+        }
+    }
+
+    public func shutdown(_ id: String) async throws(GatewayError) {
+        let kernel = try kernel(id)
+        await kernel.shutdown()
+        kernels.removeValue(forKey: id)
+    }
+
+    /// Stops every kernel (gateway exit). Kernels never outlive the gateway.
+    public func shutdownAll() async {
+        shuttingDown = true
+        let all = Array(kernels.values)
+        logger.info("shutting down all kernels", metadata: ["count": "\(all.count)"])
+        await withTaskGroup(of: Void.self) { group in
+            for kernel in all { group.addTask { await kernel.shutdown() } }
+        }
+        kernels.removeAll()
+    }
+}

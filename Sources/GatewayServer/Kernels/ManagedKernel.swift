@@ -1,0 +1,244 @@
+import Foundation
+import JupyterProtocol
+import KernelBridge
+import Logging
+import Provisioning
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The REST kernel model (jupyter_server `kernel_model`), with `last_activity` formatted
+/// as `%Y-%m-%dT%H:%M:%S.%fZ` because jupyter_server's gateway client parses it strictly.
+public struct KernelModel: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var lastActivity: String
+    public var executionState: String
+    public var connections: Int
+    public var reason: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, lastActivity = "last_activity", executionState = "execution_state", connections, reason
+    }
+}
+
+/// One kernel: its provisioner, its shared ZeroMQ connection and its lifecycle.
+public actor ManagedKernel {
+    public nonisolated let id: String
+    public nonisolated let spec: KernelSpec
+    public nonisolated let username: String
+    let provisioner: any KernelProvisioner
+    let request: LaunchRequest
+    let configuration: GatewayConfiguration
+    var logger: Logger
+    public private(set) var connection: KernelConnection?
+    private(set) var lifecycle = KernelLifecycle()
+    private var consecutiveRestarts = 0
+    private var watcher: Task<Void, Never>?
+    private var lastActivityFallback = Date()
+
+    init(id: String, spec: KernelSpec, username: String, provisioner: any KernelProvisioner, request: LaunchRequest,
+         configuration: GatewayConfiguration, logger: Logger) {
+        self.id = id
+        self.spec = spec
+        self.username = username
+        self.provisioner = provisioner
+        self.request = request
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "kernel_id"] = "\(id)"
+        self.logger = logger
+    }
+
+    public var isDead: Bool { lifecycle.isDead }
+
+    public func model() async -> KernelModel {
+        var state = lifecycle.restState
+        var activity = lastActivityFallback
+        var connections = 0
+        if let connection {
+            if state == nil { state = await connection.executionState }
+            activity = max(activity, await connection.lastActivity)
+            connections = await connection.connectionCount
+        }
+        var reason: String?
+        if case .dead(let r) = lifecycle.state { reason = r }
+        return KernelModel(id: id, name: spec.name, lastActivity: Timestamp.iso8601(activity),
+                           executionState: state ?? "unknown", connections: connections, reason: reason)
+    }
+
+    /// Launches the process and waits until it answers `kernel_info_request`.
+    /// On failure nothing is left running.
+    func start(timeout: Duration) async throws(GatewayError) {
+        do {
+            try await launchAndWait(timeout: timeout)
+            lifecycle.started()
+            watchForDeath()
+        } catch {
+            lifecycle.died(reason: error.message)
+            await stopProcess(restart: false)
+            throw error
+        }
+    }
+
+    private func launchAndWait(timeout: Duration) async throws(GatewayError) {
+        let info: ConnectionInfo
+        do {
+            info = try await provisioner.launch(request)
+        } catch {
+            throw GatewayError(.internalServerError, reason: "Kernel launch failed", "\(error)")
+        }
+        if connection == nil {
+            let c = KernelConnection(kernelID: id, info: info, logger: logger)
+            do {
+                try await c.connect()
+            } catch {
+                throw GatewayError(.internalServerError, reason: "Kernel connection failed", "\(error)")
+            }
+            connection = c
+        } else {
+            await connection?.resetReadiness()
+        }
+        let connection = connection!
+        let provisioner = self.provisioner
+        let outcome: LaunchOutcome = await firstResult([
+            { @Sendable in await connection.waitUntilReady(timeout: timeout) ? LaunchOutcome.ready : LaunchOutcome.timedOut },
+            { @Sendable in LaunchOutcome.exited(await provisioner.waitForExit()) },
+        ])
+        switch outcome {
+        case .ready:
+            return
+        case .timedOut:
+            let output = await provisioner.recentOutput()
+            throw GatewayError(.internalServerError, reason: "Kernel launch timeout",
+                               "Kernel \(id) (\(spec.name)) did not answer kernel_info within \(timeout)." + Self.tail(output))
+        case .exited(let exit):
+            let output = await provisioner.recentOutput()
+            throw GatewayError(.internalServerError, reason: "Kernel died during startup",
+                               "Kernel \(id) (\(spec.name)) \(exit) before it was ready." + Self.tail(output))
+        }
+    }
+
+    enum LaunchOutcome: Sendable { case ready, timedOut, exited(KernelExit) }
+
+    static func tail(_ output: String) -> String {
+        output.isEmpty ? "" : " Last output:\n" + output
+    }
+
+    /// Auto-restart when the process dies on its own (jupyter_client `KernelRestarter`).
+    private func watchForDeath() {
+        watcher?.cancel()
+        let provisioner = self.provisioner
+        watcher = Task { [weak self] in
+            let exit = await provisioner.waitForExit()
+            guard !Task.isCancelled else { return }
+            await self?.processDied(exit)
+        }
+    }
+
+    private func processDied(_ exit: KernelExit) async {
+        guard lifecycle.state == .running else { return }
+        logger.warning("kernel died", metadata: ["status": "\(exit)"])
+        guard configuration.autoRestart, consecutiveRestarts < configuration.restartLimit else {
+            lifecycle.died(reason: "Kernel \(exit); restart limit reached or auto-restart disabled")
+            await connection?.broadcast(await connection!.statusMessage("dead", reason: "\(exit)"))
+            await provisioner.cleanup(restart: false)
+            return
+        }
+        consecutiveRestarts += 1
+        lifecycle.beginRestart()
+        if let connection { await connection.broadcast(await connection.statusMessage("restarting", reason: "\(exit)")) }
+        do {
+            try await launchAndWait(timeout: configuration.kernelLaunchTimeout)
+            lifecycle.started()
+            if let connection { await connection.broadcast(await connection.statusMessage("starting")) }
+            watchForDeath()
+            let stable = Task { [weak self] in
+                try? await Task.sleep(for: .seconds(10))
+                await self?.markStable()
+            }
+            _ = stable
+        } catch {
+            lifecycle.died(reason: error.message)
+            if let connection { await connection.broadcast(await connection.statusMessage("dead", reason: error.message)) }
+            await stopProcess(restart: false)
+        }
+    }
+
+    private func markStable() {
+        if lifecycle.state == .running { consecutiveRestarts = 0 }
+    }
+
+    func interrupt() async throws(GatewayError) {
+        guard lifecycle.state == .running || lifecycle.state == .starting else {
+            throw GatewayError(.conflict, "Kernel \(id) is \(lifecycle.restState ?? "busy") and cannot be interrupted")
+        }
+        switch spec.interruptMode {
+        case .signal:
+            await provisioner.signal(SIGINT)
+        case .message:
+            _ = await connection?.sendOwn(type: "interrupt_request", content: Array("{}".utf8), on: .control)
+        }
+    }
+
+    /// Restart in place: same id, same ports and key, WebSockets stay open. Clients are
+    /// told `restarting` and then `starting` (jupyter_server#247 asks for exactly this).
+    func restart() async throws(GatewayError) {
+        guard lifecycle.beginRestart() else {
+            throw GatewayError(.conflict, "Kernel \(id) is \(lifecycle.restState ?? "busy") and cannot be restarted now")
+        }
+        watcher?.cancel()
+        if let connection { await connection.broadcast(await connection.statusMessage("restarting")) }
+        await stopProcess(restart: true)
+        do {
+            try await launchAndWait(timeout: configuration.kernelLaunchTimeout)
+        } catch {
+            lifecycle.died(reason: error.message)
+            if let connection { await connection.broadcast(await connection.statusMessage("dead", reason: error.message)) }
+            await stopProcess(restart: false)
+            throw error
+        }
+        lifecycle.started()
+        if let connection { await connection.broadcast(await connection.statusMessage("starting")) }
+        consecutiveRestarts = 0
+        watchForDeath()
+    }
+
+    /// Stops the kernel for good and releases everything it held.
+    func shutdown() async {
+        guard lifecycle.beginTermination() else { return }
+        watcher?.cancel()
+        await stopProcess(restart: false)
+        lifecycle.died(reason: "shut down")
+    }
+
+    /// jupyter_client's shutdown: `shutdown_request` on control, wait, SIGTERM, wait, SIGKILL.
+    private func stopProcess(restart: Bool) async {
+        let provisioner = self.provisioner
+        if await provisioner.isAlive() {
+            let content = restart ? #"{"restart":true}"# : #"{"restart":false}"#
+            _ = await connection?.sendOwn(type: "shutdown_request", content: Array(content.utf8), on: .control)
+            let wait = configuration.shutdownWaitTime
+            if await !exited(within: wait) {
+                await provisioner.terminate()
+                if await !exited(within: wait) {
+                    await provisioner.kill()
+                    _ = await exited(within: .seconds(5))
+                }
+            }
+        }
+        if !restart {
+            await connection?.close()
+            lastActivityFallback = Date()
+        }
+        await provisioner.cleanup(restart: restart)
+    }
+
+    private func exited(within timeout: Duration) async -> Bool {
+        let provisioner = self.provisioner
+        return await firstResult([
+            { @Sendable in _ = await provisioner.waitForExit(); return true },
+            { @Sendable in try? await Task.sleep(for: timeout); return false },
+        ])
+    }
+}

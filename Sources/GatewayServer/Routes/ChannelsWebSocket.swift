@@ -1,0 +1,108 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import JupyterProtocol
+import KernelBridge
+import Logging
+import NIOCore
+import NIOWebSocket
+
+/// `GET /api/kernels/{id}/channels`: the kernel's channels over one WebSocket.
+///
+/// Before the upgrade: authentication, 404 for unknown kernels (EG PR #1376) and a wait for
+/// the kernel's `kernel_info_reply` (jupyter_server waits likewise, up to
+/// `kernel_info_timeout`). The subprotocol is v1 only when the client offers it.
+struct ChannelsWebSocket {
+    let registry: KernelRegistry
+    let configuration: GatewayConfiguration
+    let authenticator: TokenAuthenticator
+
+    /// The checks of the upgrade. Any failure declines the upgrade; the plain HTTP route for
+    /// the same path then answers with the JSON error (`httpFallback`).
+    func shouldUpgrade(_ request: Request, _ context: GatewayRequestContext) async throws -> RouterShouldUpgrade {
+        guard authenticator.isAuthorized(request) else { return .dontUpgrade }
+        let id = KernelRoutes.kernelID(context)
+        guard let kernel = try? await registry.kernel(id), await !kernel.isDead,
+              let connection = await kernel.connection else { return .dontUpgrade }
+        guard await connection.waitUntilReady(timeout: configuration.kernelInfoTimeout) else { return .dontUpgrade }
+        if Self.negotiate(request) == .v1 {
+            return .upgrade([.secWebSocketProtocol: WebSocketProtocol.v1.rawValue])
+        }
+        return .upgrade([:])
+    }
+
+    static func negotiate(_ request: Request) -> WebSocketProtocol {
+        let offered = request.headers[values: .secWebSocketProtocol]
+            .flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+        return WebSocketProtocol.negotiate(offered: offered)
+    }
+
+    /// The answer to a channels request that was not upgraded.
+    func httpFallback(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        let id = KernelRoutes.kernelID(context)
+        let kernel = try await registry.kernel(id)
+        if await kernel.isDead {
+            throw GatewayError(.notFound, "Kernel \(id) is dead")
+        }
+        if let connection = await kernel.connection, await !connection.isReady {
+            throw GatewayError(.serviceUnavailable, reason: "Kernel not ready",
+                               "Kernel \(id) did not answer kernel_info_request within \(configuration.kernelInfoTimeout)")
+        }
+        throw GatewayError(.badRequest, "This endpoint needs a WebSocket upgrade")
+    }
+
+    /// Relays between one WebSocket and the kernel's shared connection until either ends.
+    func handle(_ inbound: WebSocketInboundStream, _ outbound: WebSocketOutboundWriter,
+                _ context: WebSocketRouterContext<GatewayRequestContext>) async throws {
+        let id = KernelRoutes.kernelID(context.requestContext)
+        guard let kernel = try? await registry.kernel(id), let connection = await kernel.connection else { return }
+        let proto = Self.negotiate(context.request)
+        let session = context.request.uri.queryParameters.get("session_id").flatMap { $0.isEmpty ? nil : $0 }
+            ?? UUID().uuidString.lowercased()
+        var logger = context.logger
+        logger[metadataKey: "kernel_id"] = "\(id)"
+        let (client, messages) = await connection.addClient(session: session)
+        logger.debug("websocket connected", metadata: ["session_id": "\(session)", "protocol": "\(proto == .v1 ? "v1" : "legacy")"])
+        let maxSize = configuration.maxWebSocketMessageSize
+        let logger2 = logger
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await message in messages {
+                    let frame: WebSocketFrame = switch message.payload(for: proto) {
+                    case .text(let bytes): WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(bytes: bytes))
+                    case .binary(let bytes): WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: bytes))
+                    }
+                    do {
+                        try await outbound.write(.custom(frame))
+                    } catch {
+                        return
+                    }
+                }
+            }
+            group.addTask {
+                do {
+                    for try await message in inbound.messages(maxSize: maxSize) {
+                        let payload: WebSocketPayload = switch message {
+                        case .text(let s): .text(Array(s.utf8))
+                        case .binary(let b): .binary(Array(b.readableBytesView))
+                        }
+                        switch Result(catching: { () throws(ProtocolError) in try WebSocketCodec.decode(payload, protocol: proto) }) {
+                        case .success(let (channel, message)):
+                            await connection.send(message, on: channel, from: client)
+                        case .failure(let error):
+                            logger2.info("dropped invalid message from client", metadata: ["error": "\(error)"])
+                        }
+                    }
+                } catch {
+                    logger2.debug("websocket read ended", metadata: ["error": "\(error)"])
+                }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        await connection.removeClient(client)
+        logger.debug("websocket closed", metadata: ["session_id": "\(session)"])
+    }
+}

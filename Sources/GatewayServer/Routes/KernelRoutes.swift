@@ -1,0 +1,55 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import JupyterProtocol
+
+/// `/api/kernels` (jupyter_server `services/kernels/handlers.py` with EG's additions).
+struct KernelRoutes {
+    let registry: KernelRegistry
+    let configuration: GatewayConfiguration
+
+    static func kernelID(_ context: GatewayRequestContext) -> String {
+        context.parameters.get("kernel_id") ?? ""
+    }
+
+    func list(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        guard configuration.listKernels else {
+            throw GatewayError(.forbidden, reason: "Forbidden", "Listing kernels is disabled (EG_LIST_KERNELS=false)")
+        }
+        var models: [KernelModel] = []
+        for kernel in await registry.list() { models.append(await kernel.model()) }
+        return try HTTPHelpers.json(encodable: models)
+    }
+
+    func create(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        let body = try await HTTPHelpers.jsonObject(request, limit: configuration.maxRequestBodySize)
+        let name = try HTTPHelpers.optionalString(body, "name")
+        let env = try KernelEnvironment.validate(body?["env"])
+        let kernel = try await registry.start(name: name, clientEnv: env)
+        let model = await kernel.model()
+        let location = "\(configuration.baseURL)api/kernels/\(model.id)"
+        return try HTTPHelpers.json(encodable: model, status: .created, headers: [.location: location])
+    }
+
+    func get(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        let kernel = try await registry.kernel(Self.kernelID(context))
+        return try HTTPHelpers.json(encodable: await kernel.model())
+    }
+
+    func delete(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        try await registry.shutdown(Self.kernelID(context))
+        return Response(status: .noContent)
+    }
+
+    func interrupt(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        let kernel = try await registry.kernel(Self.kernelID(context))
+        try await kernel.interrupt()
+        return Response(status: .noContent)
+    }
+
+    func restart(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        let kernel = try await registry.kernel(Self.kernelID(context))
+        try await kernel.restart()
+        return try HTTPHelpers.json(encodable: await kernel.model())
+    }
+}

@@ -1,0 +1,283 @@
+import Foundation
+import JupyterProtocol
+import Logging
+import ZeroMQ
+
+/// The one ZeroMQ connection to a kernel, shared by all of its WebSocket clients.
+///
+/// Routing follows jupyter_server's semantics with one connection instead of one per socket:
+/// replies on shell/control and stdin requests go to the session whose request they answer
+/// (tracked by `parent_header.msg_id`); iopub goes to every client. All sockets use one
+/// ZeroMQ identity so `input_request`s on stdin route back (messaging spec, "Stdin").
+public actor KernelConnection {
+    public typealias ClientID = Int
+
+    struct Client {
+        let session: String
+        let continuation: AsyncStream<OutboundMessage>.Continuation
+    }
+
+    public let kernelID: String
+    public let info: ConnectionInfo
+    let signer: MessageSigner
+    let builder: MessageBuilder
+    var logger: Logger
+    private var sockets: [Channel: ZMQSocket] = [:]
+    private var clients: [ClientID: Client] = [:]
+    private var nextClientID = 1
+    /// `msg_id` of a client request → the session that sent it.
+    private var requestOwners: [String: String] = [:]
+    private var requestOrder: [String] = []
+    private static let maxTrackedRequests = 10_000
+
+    // Readiness (jupyter_server's connect "nudge").
+    private var ready = false
+    private var nudgeIDs: Set<String> = []
+    private var sawIOPub = false
+    private var sawNudgeReply = false
+    private var readyWaiters: [CheckedContinuation<Bool, Never>] = []
+
+    public private(set) var executionState = "starting"
+    public private(set) var lastActivity = Date()
+    public private(set) var droppedBadSignatures = 0
+    private var receiveTasks: [Task<Void, Never>] = []
+    private var closed = false
+
+    /// Message types whose status does not change the REST `execution_state`
+    /// (jupyter_server `untracked_message_types`).
+    static let untrackedParents: Set<String> = [
+        "comm_info_request", "comm_info_reply", "kernel_info_request", "kernel_info_reply", "shutdown_request",
+        "shutdown_reply", "interrupt_request", "interrupt_reply", "debug_request", "debug_reply",
+        "stream", "display_data", "update_display_data", "execute_input", "execute_result", "error", "status",
+        "clear_output", "debug_event", "input_request", "input_reply",
+    ]
+
+    public init(kernelID: String, info: ConnectionInfo, logger: Logger) {
+        self.kernelID = kernelID
+        self.info = info
+        self.signer = MessageSigner(key: info.key, scheme: info.signatureScheme)
+        self.builder = MessageBuilder()
+        var logger = logger
+        logger[metadataKey: "kernel_id"] = "\(kernelID)"
+        self.logger = logger
+    }
+
+    /// Opens the four sockets and starts draining them.
+    public func connect(io: ZMQIOThread = .shared) async throws {
+        let identity = Array(builder.session.utf8)
+        for channel in Channel.allCases {
+            let type: SocketType = channel == .iopub ? .sub : .dealer
+            let socket = try await io.open(SocketOptions(type: type, endpoint: info.endpoint(info.port(for: channel)),
+                                                         identity: channel == .iopub ? nil : identity))
+            sockets[channel] = socket
+            let signer = self.signer
+            receiveTasks.append(Task { [weak self] in
+                for await frames in socket.messages {
+                    switch Result(catching: { () throws(ProtocolError) in try WireCodec.decode(frames, signer: signer) }) {
+                    case .success(let message): await self?.received(message, on: channel)
+                    case .failure(let error): await self?.rejected(channel: channel, error: error)
+                    }
+                }
+            })
+        }
+    }
+
+    /// Closes the sockets and ends every client's stream.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        for socket in sockets.values { socket.close() }
+        sockets.removeAll()
+        for client in clients.values { client.continuation.finish() }
+        clients.removeAll()
+        for task in receiveTasks { task.cancel() }
+        receiveTasks.removeAll()
+        for waiter in readyWaiters { waiter.resume(returning: false) }
+        readyWaiters.removeAll()
+    }
+
+    // MARK: Clients
+
+    public var connectionCount: Int { clients.count }
+
+    /// Adds a WebSocket client. Its messages arrive on the returned stream.
+    public func addClient(session: String) -> (ClientID, AsyncStream<OutboundMessage>) {
+        let id = nextClientID
+        nextClientID += 1
+        let (stream, continuation) = AsyncStream<OutboundMessage>.makeStream(bufferingPolicy: .unbounded)
+        if closed {
+            continuation.finish()
+        } else {
+            clients[id] = Client(session: session, continuation: continuation)
+        }
+        return (id, stream)
+    }
+
+    public func removeClient(_ id: ClientID) {
+        clients.removeValue(forKey: id)?.continuation.finish()
+    }
+
+    /// Sends a client's message to the kernel, signed with the kernel's key.
+    public func send(_ message: JupyterMessage, on channel: Channel, from client: ClientID) {
+        guard let socket = sockets[channel], let owner = clients[client] else { return }
+        if channel != .iopub && channel != .stdin {
+            track(message.msgID, session: owner.session)
+        }
+        lastActivity = Date()
+        socket.send(WireCodec.encode(message, signer: signer))
+    }
+
+    /// Pushes a message the gateway made (e.g. `status: restarting`) to every client.
+    public func broadcast(_ message: JupyterMessage, on channel: Channel = .iopub) {
+        let outbound = OutboundMessage(channel: channel, message: message)
+        for client in clients.values { client.continuation.yield(outbound) }
+    }
+
+    /// A status message signed as the kernel would sign it, for clients that verify.
+    public func statusMessage(_ state: String, reason: String? = nil) -> JupyterMessage {
+        builder.status(state, reason: reason)
+    }
+
+    /// Sends a request of the gateway's own (shutdown, interrupt) on a channel.
+    public func sendOwn(type: String, content: [UInt8], on channel: Channel) -> String {
+        let message = builder.message(type: type, content: content)
+        sockets[channel]?.send(WireCodec.encode(message, signer: signer))
+        return message.msgID
+    }
+
+    private func track(_ msgID: String, session: String) {
+        if requestOwners.updateValue(session, forKey: msgID) == nil {
+            requestOrder.append(msgID)
+            if requestOrder.count > Self.maxTrackedRequests {
+                let dropped = requestOrder.removeFirst()
+                requestOwners.removeValue(forKey: dropped)
+            }
+        }
+    }
+
+    // MARK: Kernel → clients
+
+    private func rejected(channel: Channel, error: ProtocolError) {
+        if error == .badSignature { droppedBadSignatures += 1 }
+        logger.warning("dropped message from kernel", metadata: ["channel": "\(channel)", "error": "\(error)"])
+    }
+
+    private func received(_ message: JupyterMessage, on channel: Channel) {
+        if channel == .iopub {
+            lastActivity = Date()
+            if !sawIOPub {
+                sawIOPub = true
+                checkReady()
+            }
+            if message.msgType == "status", let state = Self.executionState(of: message) {
+                if state == "starting" {
+                    executionState = "idle"
+                } else if let parentType = message.parentMsgType, !Self.untrackedParents.contains(parentType) {
+                    executionState = state
+                } else if message.parentMsgType == nil {
+                    executionState = state
+                }
+            }
+            let outbound = OutboundMessage(channel: .iopub, message: message)
+            for client in clients.values { client.continuation.yield(outbound) }
+            return
+        }
+        guard let parent = message.parentMsgID else {
+            logger.debug("dropped parentless message", metadata: ["channel": "\(channel)", "msg_type": "\(message.msgType)"])
+            return
+        }
+        if nudgeIDs.contains(parent) {
+            if message.msgType == "kernel_info_reply" {
+                nudgeIDs.remove(parent)
+                sawNudgeReply = true
+                checkReady()
+            }
+            return
+        }
+        guard let session = requestOwners[parent] else {
+            logger.debug("dropped reply with no requester", metadata: ["channel": "\(channel)", "msg_type": "\(message.msgType)"])
+            return
+        }
+        if channel != .stdin, message.msgType.hasSuffix("_reply") {
+            requestOwners.removeValue(forKey: parent)
+        }
+        let outbound = OutboundMessage(channel: channel, message: message)
+        var delivered = false
+        for client in clients.values where client.session == session {
+            client.continuation.yield(outbound)
+            delivered = true
+        }
+        if !delivered {
+            logger.debug("requester gone; reply not delivered", metadata: ["msg_type": "\(message.msgType)"])
+        }
+    }
+
+    static func executionState(of message: JupyterMessage) -> String? {
+        guard let members = try? JSONScanner.topLevelMembers(of: message.content) else { return nil }
+        for member in members where member.key == "execution_state" {
+            return try? JSONScanner.decodeString(message.content, member.value)
+        }
+        return nil
+    }
+
+    // MARK: Readiness
+
+    public var isReady: Bool { ready }
+
+    /// Forgets readiness (after a restart), so the next wait nudges the new process.
+    public func resetReadiness() {
+        ready = false
+        sawIOPub = false
+        sawNudgeReply = false
+        nudgeIDs.removeAll()
+        executionState = "starting"
+    }
+
+    /// Waits until the kernel answers `kernel_info_request` and iopub delivers, sending
+    /// the request on shell and control every 0.5 s meanwhile (jupyter_server
+    /// `connection/channels.py` nudge: works around ZeroMQ's slow-joiner problem).
+    /// Returns false on timeout or when the connection closes.
+    public func waitUntilReady(timeout: Duration) async -> Bool {
+        if ready { return true }
+        if closed { return false }
+        let nudger = Task { [weak self] in
+            while !Task.isCancelled {
+                guard let self, await self.nudge() else { return }
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+        }
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            if !Task.isCancelled { await self?.readyTimedOut() }
+        }
+        defer {
+            nudger.cancel()
+            timer.cancel()
+        }
+        return await withCheckedContinuation { readyWaiters.append($0) }
+    }
+
+    /// Sends one round of nudges; false once ready.
+    private func nudge() -> Bool {
+        guard !ready, !closed else { return false }
+        for channel in [Channel.shell, .control] {
+            let message = builder.message(type: "kernel_info_request")
+            nudgeIDs.insert(message.msgID)
+            sockets[channel]?.send(WireCodec.encode(message, signer: signer))
+        }
+        return true
+    }
+
+    private func checkReady() {
+        guard !ready, sawIOPub, sawNudgeReply else { return }
+        ready = true
+        if executionState == "starting" { executionState = "idle" }
+        for waiter in readyWaiters { waiter.resume(returning: true) }
+        readyWaiters.removeAll()
+    }
+
+    private func readyTimedOut() {
+        for waiter in readyWaiters { waiter.resume(returning: ready) }
+        readyWaiters.removeAll()
+    }
+}

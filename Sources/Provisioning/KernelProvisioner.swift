@@ -1,0 +1,76 @@
+import JupyterProtocol
+
+/// How a kernel process ended.
+public enum KernelExit: Sendable, Equatable, CustomStringConvertible {
+    case exited(code: Int32)
+    case signalled(signal: Int32)
+
+    public var description: String {
+        switch self {
+        case .exited(let code): "exited with code \(code)"
+        case .signalled(let signal): "killed by signal \(signal)\(signal == 9 ? " (SIGKILL)" : signal == 15 ? " (SIGTERM)" : "")"
+        }
+    }
+}
+
+/// What a provisioner needs to start one kernel.
+public struct LaunchRequest: Sendable {
+    public var kernelID: String
+    public var spec: KernelSpec
+    /// The kernel's final environment (client, inherited and kernelspec values merged).
+    public var environment: [String: String]
+    /// Where connection files and kernel logs go (private to the gateway user).
+    public var runtimeDirectory: String
+    public var workingDirectory: String?
+
+    public init(kernelID: String, spec: KernelSpec, environment: [String: String], runtimeDirectory: String, workingDirectory: String? = nil) {
+        self.kernelID = kernelID
+        self.spec = spec
+        self.environment = environment
+        self.runtimeDirectory = runtimeDirectory
+        self.workingDirectory = workingDirectory
+    }
+}
+
+/// Starts, signals and stops kernels on one kind of backend.
+///
+/// Mirrors jupyter_client's `KernelProvisionerBase` (`provisioning/provisioner_base.py`):
+/// `launch_kernel` → connection info, `poll`, `send_signal`, `terminate`, `kill`, `cleanup`.
+/// One provisioner instance manages one kernel, across restarts.
+public protocol KernelProvisioner: Sendable {
+    /// Starts the kernel process and returns how to reach it. A restart calls this again and
+    /// reuses the same connection info (ports and key), as jupyter_client does.
+    func launch(_ request: LaunchRequest) async throws -> ConnectionInfo
+
+    /// Returns when the current kernel process has ended.
+    func waitForExit() async -> KernelExit
+
+    /// Whether the current kernel process is alive.
+    func isAlive() async -> Bool
+
+    /// Sends a signal to the kernel's process group (signal-mode interrupts use SIGINT).
+    func signal(_ signal: Int32) async
+
+    /// SIGTERM to the kernel's process group.
+    func terminate() async
+
+    /// SIGKILL to the kernel's process group.
+    func kill() async
+
+    /// Removes what the launch created (connection file). `restart` keeps what a
+    /// relaunch reuses.
+    func cleanup(restart: Bool) async
+
+    /// Recent output of the kernel process, for error messages about failed starts.
+    func recentOutput() async -> String
+
+    /// A short description for logs and the REST model (pid, host, job id).
+    func describe() async -> String
+}
+
+/// Why a kernel could not be started.
+public struct ProvisionerError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

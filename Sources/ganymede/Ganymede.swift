@@ -1,0 +1,108 @@
+import ArgumentParser
+import Foundation
+import GatewayServer
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// `ganymede`: a Jupyter kernel gateway compatible with Enterprise Gateway and Kernel Gateway.
+///
+/// Every setting can come from a flag, an environment variable or the config file, in that
+/// order of precedence. Environment names: `GANYMEDE_*` first, then EG's `EG_*`, then KG's `KG_*`.
+@main
+struct Ganymede: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ganymede",
+        abstract: "A Jupyter kernel gateway (Enterprise Gateway / Kernel Gateway compatible REST and WebSocket API).",
+        discussion: Settings.helpText,
+        version: ganymedeVersion
+    )
+
+    @Option(help: "IP address to listen on. Env: EG_IP, KG_IP. Default 127.0.0.1.")
+    var ip: String?
+    @Option(help: "Port to listen on (0 = any free port). Env: EG_PORT, KG_PORT. Default 8888.")
+    var port: Int?
+    @Option(name: .customLong("base-url"), help: "URL prefix of every route. Env: EG_BASE_URL, KG_BASE_URL. Default /.")
+    var baseURL: String?
+    @Option(name: .customLong("auth-token"), help: "Token clients must present. Env: EG_AUTH_TOKEN, KG_AUTH_TOKEN. Default: none.")
+    var authToken: String?
+    @Option(name: .customLong("kernelspec-dir"), help: "Extra directory holding <name>/kernel.json (repeatable). Env: GANYMEDE_KERNELSPEC_DIRS (colon-separated).")
+    var kernelSpecDirs: [String] = []
+    @Option(name: .customLong("default-kernel-name"), help: "Kernelspec used when a request names none. Env: EG_DEFAULT_KERNEL_NAME, KG_DEFAULT_KERNEL_NAME. Default python3.")
+    var defaultKernelName: String?
+    @Option(name: .customLong("list-kernels"), help: "Allow GET /api/kernels and /api/sessions (true|false). Env: EG_LIST_KERNELS, KG_LIST_KERNELS. Default true.")
+    var listKernels: String?
+    @Option(name: .customLong("client-envs"), help: "Comma list of non-KERNEL_ env names clients may set; * = all. Env: EG_CLIENT_ENVS (or EG_ENV_WHITELIST, KG_ENV_WHITELIST).")
+    var clientEnvs: String?
+    @Option(name: .customLong("inherited-envs"), help: "Comma list of gateway env names copied into kernels. Env: EG_INHERITED_ENVS (or EG_ENV_PROCESS_WHITELIST, KG_ENV_PROCESS_WHITELIST).")
+    var inheritedEnvs: String?
+    @Option(name: .customLong("allow-origin"), help: "Access-Control-Allow-Origin. Env: EG_ALLOW_ORIGIN, KG_ALLOW_ORIGIN. Also EG_ALLOW_CREDENTIALS, EG_ALLOW_HEADERS, EG_ALLOW_METHODS, EG_EXPOSE_HEADERS, EG_MAX_AGE.")
+    var allowOrigin: String?
+    @Option(name: .customLong("ws-ping-interval"), help: "Seconds between WebSocket pings; 0 disables. Env: EG_WS_PING_INTERVAL_SECS, KG_WS_PING_INTERVAL_SECS. Default 30.")
+    var wsPingInterval: Double?
+    @Option(name: .customLong("kernel-info-timeout"), help: "Seconds a WebSocket connect waits for kernel_info_reply. Env: EG_KERNEL_INFO_TIMEOUT. Default 60.")
+    var kernelInfoTimeout: Double?
+    @Option(name: .customLong("kernel-launch-timeout"), help: "Default seconds to wait for a kernel to start; a request's KERNEL_LAUNCH_TIMEOUT wins. Env: EG_KERNEL_LAUNCH_TIMEOUT. Default 40.")
+    var kernelLaunchTimeout: Double?
+    @Option(name: .customLong("runtime-dir"), help: "Directory for connection files and kernel logs (created 0700). Env: GANYMEDE_RUNTIME_DIR, JUPYTER_RUNTIME_DIR.")
+    var runtimeDir: String?
+    @Option(help: "YAML config file (keys as the long flag names with underscores, e.g. base_url: /gw/). Env: GANYMEDE_CONFIG.")
+    var config: String?
+    @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical. Env: EG_LOG_LEVEL, GANYMEDE_LOG_LEVEL. Default info.")
+    var logLevel: String?
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        let file = try Settings.loadFile(config ?? env["GANYMEDE_CONFIG"])
+        let settings = Settings(env: env, file: file)
+        var c = GatewayConfiguration()
+        c.ip = ip ?? settings.string("ip", env: ["EG_IP", "KG_IP"]) ?? c.ip
+        c.port = try port ?? settings.int("port", env: ["EG_PORT", "KG_PORT"]) ?? c.port
+        c.baseURL = GatewayConfiguration.normalizeBaseURL(baseURL ?? settings.string("base_url", env: ["EG_BASE_URL", "KG_BASE_URL"]) ?? "/")
+        c.authToken = authToken ?? settings.string("auth_token", env: ["EG_AUTH_TOKEN", "KG_AUTH_TOKEN"]) ?? ""
+        c.kernelSpecDirectories = kernelSpecDirs + (settings.string("kernelspec_dirs", env: [])?.split(separator: ":").map(String.init) ?? [])
+        c.defaultKernelName = defaultKernelName ?? settings.string("default_kernel_name", env: ["EG_DEFAULT_KERNEL_NAME", "KG_DEFAULT_KERNEL_NAME"]) ?? c.defaultKernelName
+        if let v = try listKernels.map(Settings.parseBool) ?? settings.bool("list_kernels", env: ["EG_LIST_KERNELS", "KG_LIST_KERNELS"]) {
+            c.listKernels = v
+        }
+        c.clientEnvs = Settings.list(clientEnvs ?? settings.string("client_envs", env: ["EG_CLIENT_ENVS", "EG_ENV_WHITELIST", "KG_ENV_WHITELIST"]))
+        c.inheritedEnvs = Settings.list(inheritedEnvs ?? settings.string("inherited_envs", env: ["EG_INHERITED_ENVS", "EG_ENV_PROCESS_WHITELIST", "KG_ENV_PROCESS_WHITELIST"]))
+        c.sensitiveEnvKeys = Settings.list(settings.string("sensitive_env_keys", env: ["EG_SENSITIVE_ENV_KEYS"]))
+        c.allowOrigin = allowOrigin ?? settings.string("allow_origin", env: ["EG_ALLOW_ORIGIN", "KG_ALLOW_ORIGIN"]) ?? ""
+        c.allowCredentials = settings.string("allow_credentials", env: ["EG_ALLOW_CREDENTIALS", "KG_ALLOW_CREDENTIALS"]) ?? ""
+        c.allowHeaders = settings.string("allow_headers", env: ["EG_ALLOW_HEADERS", "KG_ALLOW_HEADERS"]) ?? ""
+        c.allowMethods = settings.string("allow_methods", env: ["EG_ALLOW_METHODS", "KG_ALLOW_METHODS"]) ?? ""
+        c.exposeHeaders = settings.string("expose_headers", env: ["EG_EXPOSE_HEADERS", "KG_EXPOSE_HEADERS"]) ?? ""
+        c.maxAge = settings.string("max_age", env: ["EG_MAX_AGE", "KG_MAX_AGE"]) ?? ""
+        if let s = try wsPingInterval ?? settings.double("ws_ping_interval", env: ["EG_WS_PING_INTERVAL_SECS", "KG_WS_PING_INTERVAL_SECS"]) {
+            c.wsPingInterval = .milliseconds(Int64(max(0, s) * 1000))
+        }
+        if let s = try kernelInfoTimeout ?? settings.double("kernel_info_timeout", env: ["EG_KERNEL_INFO_TIMEOUT", "KG_KERNEL_INFO_TIMEOUT"]) {
+            c.kernelInfoTimeout = .milliseconds(Int64(max(0.1, s) * 1000))
+        }
+        if let s = try kernelLaunchTimeout ?? settings.double("kernel_launch_timeout", env: ["EG_KERNEL_LAUNCH_TIMEOUT"]) {
+            c.kernelLaunchTimeout = .milliseconds(Int64(max(0.1, s) * 1000))
+        }
+        if let dir = runtimeDir ?? settings.string("runtime_dir", env: ["JUPYTER_RUNTIME_DIR"]) { c.runtimeDirectory = dir }
+
+        let level = Logger.Level(rawValue: (logLevel ?? settings.string("log_level", env: ["EG_LOG_LEVEL", "KG_LOG_LEVEL"]) ?? "info").lowercased()) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "ganymede")
+        if c.authToken.isEmpty && !["127.0.0.1", "localhost", "::1"].contains(c.ip) {
+            logger.warning("listening beyond loopback without an auth token: anyone who can reach \(c.ip):\(c.port) can run code")
+        }
+        let gateway = Gateway(configuration: c, logger: logger)
+        let specCount = gateway.registry.specs.all.count
+        let (host, base) = (c.ip, c.baseURL)
+        let services = gateway.makeServices { port in
+            logger.info("Ganymede \(ganymedeVersion) listening on http://\(host):\(port)\(base) with \(specCount) kernelspec(s)")
+        }
+        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
