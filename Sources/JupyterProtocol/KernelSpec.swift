@@ -132,13 +132,34 @@ public enum KernelSpecTemplate {
     /// Replaces `{name}` placeholders in argv; unknown placeholders are left as they are
     /// (EG `RemoteKernelManager.format_kernel_cmd`).
     public static func formatArgv(_ argv: [String], values: [String: String]) -> [String] {
-        argv.map { arg in
-            var out = arg
-            for (key, value) in values where out.contains("{\(key)}") {
-                out = out.replacingOccurrences(of: "{\(key)}", with: value)
+        argv.map { formatOne($0, values: values) }
+    }
+
+    /// One left-to-right pass, like Python's `str.format`-style `re.sub` in jupyter_client:
+    /// text inserted for a placeholder is never scanned again.
+    static func formatOne(_ arg: String, values: [String: String]) -> String {
+        let chars = Array(arg.unicodeScalars)
+        var out = String.UnicodeScalarView()
+        var i = 0
+        while i < chars.count {
+            if chars[i] == "{" {
+                var j = i + 1
+                while j < chars.count, chars[j] == "_" || (chars[j].isASCII && (chars[j].properties.isAlphabetic || ("0"..."9").contains(chars[j]))) {
+                    j += 1
+                }
+                if j < chars.count, chars[j] == "}", j > i + 1 {
+                    let name = String(String.UnicodeScalarView(chars[(i + 1)..<j]))
+                    if let value = values[name] {
+                        out.append(contentsOf: value.unicodeScalars)
+                        i = j + 1
+                        continue
+                    }
+                }
             }
-            return out
+            out.append(chars[i])
+            i += 1
         }
+        return String(out)
     }
 
     /// Python `string.Template.safe_substitute`: `$VAR` and `${VAR}` from `environment`,

@@ -115,9 +115,15 @@ public enum WebSocketCodec {
             return try decodeLegacyJSON(bytes, buffers: [])
         case (.legacy, .binary(let bytes)):
             let parts = try splitLegacyBinary(bytes)
+            try requireUTF8(parts[0], part: "message")
             return try decodeLegacyJSON(parts[0], buffers: Array(parts[1...]))
         case (.v1, .binary(let bytes)):
-            return try decodeV1(bytes)
+            let decoded = try decodeV1(bytes)
+            let m = decoded.1
+            for (name, part) in [("header", m.header), ("parent_header", m.parentHeader), ("metadata", m.metadata), ("content", m.content)] {
+                try requireUTF8(part, part: name)
+            }
+            return decoded
         case (.v1, .text):
             throw .invalidFrame("text frame on the v1 protocol")
         }
@@ -161,6 +167,20 @@ public enum WebSocketCodec {
     }
 
     static func isNull(_ value: [UInt8]) -> Bool { value == Array("null".utf8) }
+
+    /// JSON inside binary frames is not covered by the WebSocket layer's UTF-8 check of text
+    /// frames; a kernel's `Session.unpack` would reject it, so the gateway rejects it first.
+    static func requireUTF8(_ bytes: [UInt8], part: String) throws(ProtocolError) {
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue: continue
+            case .emptyInput: return
+            case .error: throw .invalidJSON(part: part + " (not UTF-8)")
+            }
+        }
+    }
 
     /// Splits a legacy binary frame into its JSON part and buffers, validating the table.
     public static func splitLegacyBinary(_ bytes: [UInt8]) throws(ProtocolError) -> [[UInt8]] {

@@ -76,6 +76,9 @@ struct KernelEnvironment {
         env["KERNEL_USERNAME"] = username
         env["KERNEL_LANGUAGE"] = spec.file.language
         env["KERNEL_GATEWAY"] = "1"
+        // ipykernel exits when this process goes away (ParentPollerUnix), as with jupyter_client:
+        // kernels never outlive the gateway, even when it is killed with SIGKILL.
+        env["JPY_PARENT_PID"] = String(getpid())
         for (k, v) in spec.file.env ?? [:] where overrides[k] == nil {
             env[k] = KernelSpecTemplate.substituteEnvironment(v, environment: env)
         }
