@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import JupyterProtocol
 import NIOCore
 
 enum HTTPHelpers {
@@ -38,6 +39,8 @@ enum HTTPHelpers {
         }
         let object: Any
         do {
+            // Strict RFC 8259 first: Foundation's parser on Linux accepts trailing commas.
+            try JSONScanner.validate(bytes)
             object = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
         } catch {
             throw GatewayError.badRequest("Request body is not valid JSON")

@@ -67,7 +67,9 @@ struct SessionRoutes {
             path = try HTTPHelpers.optionalString(notebook, "path")
         }
         guard let path else { throw GatewayError.badRequest("Missing field in JSON data: path") }
-        let type = try HTTPHelpers.optionalString(body, "type") ?? "notebook"
+        guard let type = try HTTPHelpers.optionalString(body, "type") else {
+            throw GatewayError.badRequest("Missing field in JSON data: type")
+        }
         let name = try HTTPHelpers.optionalString(body, "name") ?? ""
         let kernelSpec = body["kernel"]
         guard kernelSpec == nil || kernelSpec is NSNull || kernelSpec is [String: Any] else {

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Run a release build of Ganymede on 127.0.0.1:8888 with the venv's python3 (ipykernel) on PATH.
+# Extra arguments are passed to ganymede (e.g. scripts/serve.sh --auth-token T --port 9999).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$REPO"
+
+bash scripts/setup.sh
+swift build -c release
+exec env PATH="$REPO/.venv/bin:$PATH" .build/release/ganymede --ip 127.0.0.1 --port 8888 "$@"
