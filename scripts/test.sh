@@ -12,15 +12,17 @@ export PATH="$REPO/.venv/bin:$PATH"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
-echo "[test] swift build"
-if ! swift build; then
+# One build for everything: `swift build` and `swift test` use different settings, so building
+# with --build-tests once and running `swift test --skip-build` avoids compiling every package twice.
+echo "[test] swift build --build-tests"
+if ! swift build --build-tests; then
     echo "[test] swift build FAILED"
     echo "0 passed, 1 failed"
     exit 1
 fi
 
 echo "[test] swift test"
-swift test 2>&1 | tee "$TMP/swift-test.log"
+swift test --skip-build 2>&1 | tee "$TMP/swift-test.log"
 swift_rc=${PIPESTATUS[0]}
 
 export GANYMEDE_BIN="$REPO/.build/debug/ganymede"
