@@ -238,21 +238,16 @@ def test_lying_content_length(gateway):
         assert resp == b"" or resp.startswith(b"HTTP/1.1 4"), resp
 
 
-# Known gap (README "Known gaps"): during the upgrade phase, Hummingbird's HTTP/1 + WebSocket
-# pipeline neither answers nor closes a connection whose request line or headers do not parse.
-_HTTP_GAP = pytest.mark.xfail(strict=True, reason="known gap: malformed HTTP leaves the connection open (Hummingbird upgrade pipeline)")
-
-
 @pytest.mark.parametrize("raw", [
-    pytest.param(b"GARBAGE\r\n\r\n", marks=_HTTP_GAP, id="garbage_line"),
-    pytest.param(b"GET\r\n\r\n", marks=_HTTP_GAP, id="bare_get"),
-    pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64), marks=_HTTP_GAP, id="tls_client_hello"),
-    pytest.param(b"GET /api HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * 100000 + b"\r\n\r\n", marks=_HTTP_GAP, id="header_100k"),
-    pytest.param(b"GET /api HTTP/9.9\r\nHost: x\r\n\r\n", marks=_HTTP_GAP, id="http_9_9"),
-    pytest.param(b"POST /api/kernels HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", id="bad_chunk"),
-    pytest.param(os.urandom(4096), marks=_HTTP_GAP, id="random_4k"),
-])
+    b"GARBAGE\r\n\r\n",
+    b"GET\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64),  # a TLS ClientHello
+    b"GET /api HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * 100000 + b"\r\n\r\n",
+    b"GET /api HTTP/9.9\r\nHost: x\r\n\r\n",
+    b"POST /api/kernels HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+    os.urandom(4096),
+], ids=["garbage_line", "bare_get", "tls_client_hello", "header_100k", "http_9_9", "bad_chunk", "random_4k"])
 def test_garbage_http(gateway, raw):
     """Garbage instead of HTTP: answered with a 4xx or closed promptly, never left hanging."""
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as s:

@@ -484,8 +484,6 @@ def test_kernel_env_without_request_env(gateway_with_token, env_kernels):
     assert leaked == "[]", f"the auth token is visible in the kernel env under {leaked}"
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: a refused WebSocket upgrade is answered 400 by NIO's upgrader, "
-                   "not the route's 404/401 JSON (the upgrade is still refused)")
 def test_websocket_auth(gateway_with_token, env_kernels):
     import websocket
 

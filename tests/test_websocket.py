@@ -101,8 +101,6 @@ def test_execute_request_without_date_header(gateway, kernel):
         assert res.result == "42", res.summary()
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: a refused WebSocket upgrade is answered 400 by NIO's upgrader, "
-                   "not the route's 404/401 JSON (the upgrade is still refused)")
 def test_unknown_kernel_ws_404(gateway):
     with pytest.raises(websocket.WebSocketBadStatusException) as ei:
         websocket.create_connection(gateway.ws_url(f"api/kernels/{uuid.uuid4()}/channels"), timeout=10)

@@ -83,14 +83,15 @@ public struct Gateway: Sendable {
         api.patch("api/sessions/:session_id", use: sessions.patch)
         api.delete("api/sessions/:session_id", use: sessions.delete)
 
-        let wsRouter = Router(context: GatewayRequestContext.self)
-        let wsAPI = base.isEmpty ? wsRouter.group() : wsRouter.group(RouterPath(base))
-        wsAPI.ws("api/kernels/:kernel_id/channels", shouldUpgrade: channels.shouldUpgrade, onUpgrade: channels.handle)
-
         let ping: AutoPingSetup = c.wsPingInterval > .zero ? .enabled(timePeriod: c.wsPingInterval) : .disabled
         let wsConfiguration = WebSocketServerConfiguration(maxFrameSize: c.maxWebSocketMessageSize, autoPing: ping, validateUTF8: true)
-        let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(http1: HTTP1Channel.Configuration(), ws: wsConfiguration)
-        let server: HTTPServerBuilder = HTTPServerBuilder.http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: channelConfiguration)
+        let decide: GatewayServerChannel.Decide = { request, logger in
+            await channels.decide(request, logger: logger, configuration: wsConfiguration)
+        }
+        let maxFrameSize = c.maxWebSocketMessageSize
+        let server = HTTPServerBuilder { responder in
+            GatewayServerChannel(responder: responder, decide: decide, maxFrameSize: maxFrameSize)
+        }
         let appConfiguration = ApplicationConfiguration(address: BindAddress.hostname(c.ip, port: c.port), serverName: nil)
         let running: @Sendable (any NIOCore.Channel) async -> Void = { channel in
             await onServerRunning(channel.localAddress?.port ?? c.port)

@@ -25,10 +25,14 @@ public struct GatewayError: Error, HTTPResponseError, CustomStringConvertible {
     }
 
     static func render(status: HTTPResponse.Status, reason: String, message: String) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"],
+                 body: .init(byteBuffer: jsonBody(reason: reason, message: message)))
+    }
+
+    static func jsonBody(reason: String, message: String) -> ByteBuffer {
         let body = (try? JSONSerialization.data(withJSONObject: ["reason": reason, "message": message], options: [.sortedKeys]))
             ?? Data(#"{"reason":"Internal Server Error","message":""}"#.utf8)
-        return Response(status: status, headers: [.contentType: "application/json"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        return ByteBuffer(bytes: body)
     }
 
     // Common cases.

@@ -25,12 +25,18 @@ public struct MessageSigner: Sendable {
     /// The hex signature over the four JSON parts.
     public func signature(_ header: [UInt8], _ parent: [UInt8], _ metadata: [UInt8], _ content: [UInt8]) -> [UInt8] {
         guard let key else { return [] }
+        return Self.hex(Array(Self.mac(key, header, parent, metadata, content)))
+    }
+
+    private static func mac(
+        _ key: SymmetricKey, _ header: [UInt8], _ parent: [UInt8], _ metadata: [UInt8], _ content: [UInt8]
+    ) -> HMAC<SHA256>.MAC {
         var mac = HMAC<SHA256>(key: key)
         mac.update(data: header)
         mac.update(data: parent)
         mac.update(data: metadata)
         mac.update(data: content)
-        return Self.hex(Array(mac.finalize()))
+        return mac.finalize()
     }
 
     /// Constant-time check of a received signature.
@@ -39,14 +45,8 @@ public struct MessageSigner: Sendable {
     ) -> Bool {
         guard let key else { return true }
         guard signature.count == 64, let raw = Self.unhex(signature) else { return false }
-        var mac = HMAC<SHA256>(key: key)
-        mac.update(data: header)
-        mac.update(data: parent)
-        mac.update(data: metadata)
-        mac.update(data: content)
-        let expected = mac.finalize()
         // HashedAuthenticationCode's == is constant-time.
-        return expected == raw
+        return Self.mac(key, header, parent, metadata, content) == raw
     }
 
     static let hexDigits = Array("0123456789abcdef".utf8)

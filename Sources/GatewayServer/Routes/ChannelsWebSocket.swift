@@ -18,18 +18,38 @@ struct ChannelsWebSocket {
     let configuration: GatewayConfiguration
     let authenticator: TokenAuthenticator
 
-    /// The checks of the upgrade. Any failure declines the upgrade; the plain HTTP route for
-    /// the same path then answers with the JSON error (`httpFallback`).
-    func shouldUpgrade(_ request: Request, _ context: GatewayRequestContext) async throws -> RouterShouldUpgrade {
-        guard authenticator.isAuthorized(request) else { return .dontUpgrade }
-        let id = KernelRoutes.kernelID(context)
-        guard let kernel = try? await registry.kernel(id), await !kernel.isDead,
-              let connection = await kernel.connection else { return .dontUpgrade }
-        guard await connection.waitUntilReady(timeout: configuration.kernelInfoTimeout) else { return .dontUpgrade }
-        if Self.negotiate(request) == .v1 {
-            return .upgrade([.secWebSocketProtocol: WebSocketProtocol.v1.rawValue])
+    /// The checks of the upgrade, before any byte of WebSocket: authentication, a known and
+    /// live kernel, and its `kernel_info_reply`. nil declines the upgrade; the HTTP router then
+    /// answers the same request with the JSON error (`httpFallback`).
+    func decide(_ request: Request, logger: Logger, configuration ws: WebSocketServerConfiguration) async -> GatewayServerChannel.UpgradeDecision {
+        guard let id = Self.kernelID(path: request.uri.path, baseURL: configuration.baseURL) else {
+            return .refuse(GatewayError(.notFound, "No WebSocket endpoint at \(request.uri.path)"))
         }
-        return .upgrade([:])
+        guard authenticator.isAuthorized(request) else {
+            return .refuse(GatewayError(.unauthorized, reason: "Unauthorized", "A valid token is required (Authorization: token <t>, Bearer <t>, or ?token=)."))
+        }
+        guard let kernel = try? await registry.kernel(id), let connection = await kernel.connection else {
+            return .refuse(GatewayError.kernelNotFound(id))
+        }
+        if await kernel.isDead { return .refuse(GatewayError(.notFound, "Kernel \(id) is dead")) }
+        guard await connection.waitUntilReady(timeout: configuration.kernelInfoTimeout) else {
+            return .refuse(GatewayError(.serviceUnavailable, reason: "Kernel not ready",
+                                        "Kernel \(id) did not answer kernel_info_request within \(configuration.kernelInfoTimeout)"))
+        }
+        let proto = Self.negotiate(request)
+        let headers: HTTPFields = proto == .v1 ? [.secWebSocketProtocol: WebSocketProtocol.v1.rawValue] : [:]
+        let run = GatewayServerChannel.runner(configuration: ws) { inbound, outbound, context in
+            await self.relay(inbound, outbound, request: request, kernelID: id, logger: context.logger)
+        }
+        return .upgrade(headers, run)
+    }
+
+    /// The kernel id of `<base>api/kernels/<id>/channels`, or nil for any other path.
+    static func kernelID(path: String, baseURL: String) -> String? {
+        guard path.hasPrefix(baseURL) else { return nil }
+        let parts = path.dropFirst(baseURL.count).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == "api", parts[1] == "kernels", parts[3] == "channels", !parts[2].isEmpty else { return nil }
+        return String(parts[2])
     }
 
     static func negotiate(_ request: Request) -> WebSocketProtocol {
@@ -54,14 +74,13 @@ struct ChannelsWebSocket {
     }
 
     /// Relays between one WebSocket and the kernel's shared connection until either ends.
-    func handle(_ inbound: WebSocketInboundStream, _ outbound: WebSocketOutboundWriter,
-                _ context: WebSocketRouterContext<GatewayRequestContext>) async throws {
-        let id = KernelRoutes.kernelID(context.requestContext)
+    func relay(_ inbound: WebSocketInboundStream, _ outbound: WebSocketOutboundWriter,
+               request: Request, kernelID id: String, logger: Logger) async {
         guard let kernel = try? await registry.kernel(id), let connection = await kernel.connection else { return }
-        let proto = Self.negotiate(context.request)
-        let session = context.request.uri.queryParameters.get("session_id").flatMap { $0.isEmpty ? nil : $0 }
+        let proto = Self.negotiate(request)
+        let session = request.uri.queryParameters.get("session_id").flatMap { $0.isEmpty ? nil : $0 }
             ?? UUID().uuidString.lowercased()
-        var logger = context.logger
+        var logger = logger
         logger[metadataKey: "kernel_id"] = "\(id)"
         let (client, messages) = await connection.addClient(session: session)
         logger.debug("websocket connected", metadata: ["session_id": "\(session)", "protocol": "\(proto == .v1 ? "v1" : "legacy")"])
