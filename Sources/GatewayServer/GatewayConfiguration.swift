@@ -34,6 +34,8 @@ public struct GatewayConfiguration: Sendable {
     public var kernelLaunchTimeout: Duration = .seconds(40)
     /// Wait after `shutdown_request` before SIGTERM, and again before SIGKILL.
     public var shutdownWaitTime: Duration = .seconds(5)
+    /// Heartbeat ping period; a ping not echoed within it counts as missed.
+    public var heartbeatInterval: Duration = .seconds(3)
     /// Automatic restarts of a kernel that died, before it is declared dead.
     public var restartLimit = 5
     public var autoRestart = true

@@ -43,6 +43,14 @@ public actor KernelConnection {
     private var receiveTasks: [Task<Void, Never>] = []
     private var closed = false
 
+    // Heartbeat (messaging spec "Heartbeat for kernels": REQ → REP echo).
+    private var heartbeatSocket: ZMQSocket?
+    private var heartbeatTasks: [Task<Void, Never>] = []
+    private var pingSentAt: ContinuousClock.Instant?
+    /// Consecutive pings the kernel did not echo in time.
+    public private(set) var missedHeartbeats = 0
+    public private(set) var lastHeartbeat: Date?
+
     /// Message types whose status does not change the REST `execution_state`
     /// (jupyter_server `untracked_message_types`).
     static let untrackedParents: Set<String> = [
@@ -82,10 +90,58 @@ public actor KernelConnection {
         }
     }
 
+    /// Pings the kernel's heartbeat socket every `interval`; a ping not echoed within the
+    /// interval counts as missed (logged, and `missedHeartbeats` grows) and the REQ socket is
+    /// replaced, since a REQ socket waiting for a lost reply cannot send again.
+    public func startHeartbeat(interval: Duration = .seconds(3), io: ZMQIOThread = .shared) {
+        guard heartbeatTasks.isEmpty, !closed else { return }
+        heartbeatTasks.append(Task { [weak self] in
+            while !Task.isCancelled {
+                await self?.heartbeatTick(interval: interval, io: io)
+                try? await Task.sleep(for: interval)
+            }
+        })
+    }
+
+    private func heartbeatTick(interval: Duration, io: ZMQIOThread) async {
+        guard !closed else { return }
+        if let sent = pingSentAt, ContinuousClock.now - sent >= interval {
+            missedHeartbeats += 1
+            pingSentAt = nil
+            heartbeatSocket?.close()
+            heartbeatSocket = nil
+            if missedHeartbeats == 1 || missedHeartbeats % 10 == 0 {
+                logger.warning("kernel missed heartbeats", metadata: ["missed": "\(missedHeartbeats)"])
+            }
+        }
+        if heartbeatSocket == nil {
+            guard let socket = try? await io.open(SocketOptions(type: .req, endpoint: info.endpoint(info.hbPort))) else { return }
+            guard !closed else { socket.close(); return }
+            heartbeatSocket = socket
+            heartbeatTasks.append(Task { [weak self] in
+                for await _ in socket.messages { await self?.pong() }
+            })
+        }
+        if pingSentAt == nil {
+            pingSentAt = ContinuousClock.now
+            heartbeatSocket?.send([Array("ping".utf8)])
+        }
+    }
+
+    private func pong() {
+        pingSentAt = nil
+        missedHeartbeats = 0
+        lastHeartbeat = Date()
+    }
+
     /// Closes the sockets and ends every client's stream.
     public func close() {
         guard !closed else { return }
         closed = true
+        heartbeatSocket?.close()
+        heartbeatSocket = nil
+        for task in heartbeatTasks { task.cancel() }
+        heartbeatTasks.removeAll()
         for socket in sockets.values { socket.close() }
         sockets.removeAll()
         for client in clients.values { client.continuation.finish() }

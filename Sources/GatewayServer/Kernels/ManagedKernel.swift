@@ -73,6 +73,8 @@ public actor ManagedKernel {
         do {
             try await launchAndWait(timeout: timeout)
             lifecycle.started()
+            // Only once the kernel is up: pings before it binds its port would count as missed.
+            await connection?.startHeartbeat(interval: configuration.heartbeatInterval)
             watchForDeath()
         } catch {
             lifecycle.died(reason: error.message)
