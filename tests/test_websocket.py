@@ -264,7 +264,6 @@ def test_stdin_input_request(gateway, kernel):
         assert not stray, "the input_request went to a client that did not ask"
 
 
-@pytest.mark.xfail(strict=True, reason="not implemented yet: per-session replay buffer (issue #4)")
 def test_offline_buffer_replay_same_session_id(gateway, kernel, tmp_path):
     """Output produced while no socket is connected is replayed when the same session_id reconnects
     (jupyter_server/EG behaviour that jupyter_server's gateway client relies on when it reconnects)."""

@@ -34,6 +34,11 @@ public struct GatewayConfiguration: Sendable {
     public var kernelLaunchTimeout: Duration = .seconds(40)
     /// Wait after `shutdown_request` before SIGTERM, and again before SIGKILL.
     public var shutdownWaitTime: Duration = .seconds(5)
+    /// Per-session replay buffer while a session has no open WebSocket: message and byte
+    /// bounds (oldest dropped first, and the client told) and how long it is kept.
+    public var replayBufferMessages = 10_000
+    public var replayBufferBytes = 16 << 20
+    public var replayBufferTTL: Duration = .seconds(600)
     /// Heartbeat ping period; a ping not echoed within it counts as missed.
     public var heartbeatInterval: Duration = .seconds(3)
     /// Automatic restarts of a kernel that died, before it is declared dead.

@@ -15,6 +15,7 @@ public actor KernelConnection {
     struct Client {
         let session: String
         let continuation: AsyncStream<OutboundMessage>.Continuation
+        var replayable = false
     }
 
     public let kernelID: String
@@ -157,20 +158,88 @@ public actor KernelConnection {
     public var connectionCount: Int { clients.count }
 
     /// Adds a WebSocket client. Its messages arrive on the returned stream.
-    public func addClient(session: String) -> (ClientID, AsyncStream<OutboundMessage>) {
+    /// Adds a WebSocket client. Its messages arrive on the returned stream. A client that
+    /// names a `session_id` (`replayable`) first receives what was kept for that session
+    /// while it had no open WebSocket, in order.
+    public func addClient(session: String, replayable: Bool = false) -> (ClientID, AsyncStream<OutboundMessage>) {
         let id = nextClientID
         nextClientID += 1
         let (stream, continuation) = AsyncStream<OutboundMessage>.makeStream(bufferingPolicy: .unbounded)
         if closed {
             continuation.finish()
-        } else {
-            clients[id] = Client(session: session, continuation: continuation)
+            return (id, stream)
         }
+        if let buffer = offline.removeValue(forKey: session) {
+            if buffer.dropped > 0 {
+                let note = "[ganymede] \(buffer.dropped) kernel message(s) were dropped while this session was disconnected "
+                    + "(replay buffer limit: \(replayLimits.messages) messages / \(replayLimits.bytes) bytes)\n"
+                var content: [UInt8] = Array(#"{"name":"stderr","text":"#.utf8)
+                JSONScanner.appendQuoted(note, to: &content)
+                content.append(UInt8(ascii: "}"))
+                continuation.yield(OutboundMessage(channel: .iopub, message: builder.message(type: "stream", content: content)))
+            }
+            for message in buffer.messages { continuation.yield(message) }
+            logger.debug("replayed offline messages", metadata: ["session_id": "\(session)", "count": "\(buffer.messages.count)"])
+        }
+        clients[id] = Client(session: session, continuation: continuation, replayable: replayable)
         return (id, stream)
     }
 
     public func removeClient(_ id: ClientID) {
-        clients.removeValue(forKey: id)?.continuation.finish()
+        guard let client = clients.removeValue(forKey: id) else { return }
+        client.continuation.finish()
+        // The session's last WebSocket is gone: keep its messages until it comes back.
+        if client.replayable, !closed, !clients.values.contains(where: { $0.session == client.session }) {
+            offline[client.session] = ReplayBuffer(since: ContinuousClock.now)
+            if offline.count > Self.maxOfflineSessions,
+               let oldest = offline.min(by: { $0.value.since < $1.value.since })?.key {
+                offline.removeValue(forKey: oldest)
+            }
+        }
+    }
+
+    // MARK: Replay while disconnected
+
+    /// Messages kept for one session while none of its WebSockets is open, bounded by count
+    /// and bytes; overflow drops the oldest and the client is told how many on reconnect.
+    struct ReplayBuffer {
+        let since: ContinuousClock.Instant
+        var messages: [OutboundMessage] = []
+        var bytes = 0
+        var dropped = 0
+    }
+
+    private var offline: [String: ReplayBuffer] = [:]
+    /// Per-session bounds of the replay buffer.
+    public var replayLimits = (messages: 10_000, bytes: 16 << 20)
+    /// How long a disconnected session's messages are kept.
+    public var replayTTL: Duration = .seconds(600)
+    static let maxOfflineSessions = 32
+
+    public func setReplayLimits(messages: Int, bytes: Int, ttl: Duration) {
+        replayLimits = (messages, bytes)
+        replayTTL = ttl
+    }
+
+    private func keepOffline(_ message: OutboundMessage, for session: String) {
+        guard var buffer = offline[session] else { return }
+        let m = message.message
+        let size = m.header.count + m.parentHeader.count + m.metadata.count + m.content.count + m.buffers.reduce(0) { $0 + $1.count }
+        buffer.messages.append(message)
+        buffer.bytes += size
+        while buffer.messages.count > replayLimits.messages || (buffer.bytes > replayLimits.bytes && buffer.messages.count > 1) {
+            let first = buffer.messages.removeFirst().message
+            buffer.bytes -= first.header.count + first.parentHeader.count + first.metadata.count + first.content.count
+                + first.buffers.reduce(0) { $0 + $1.count }
+            buffer.dropped += 1
+        }
+        offline[session] = buffer
+    }
+
+    private func expireOffline() {
+        guard !offline.isEmpty else { return }
+        let now = ContinuousClock.now
+        offline = offline.filter { now - $0.value.since < replayTTL }
     }
 
     /// Sends a client's message to the kernel, signed with the kernel's key.
@@ -236,6 +305,8 @@ public actor KernelConnection {
             }
             let outbound = OutboundMessage(channel: .iopub, message: message)
             for client in clients.values { client.continuation.yield(outbound) }
+            expireOffline()
+            for session in offline.keys { keepOffline(outbound, for: session) }
             return
         }
         guard let parent = message.parentMsgID else {
@@ -264,7 +335,11 @@ public actor KernelConnection {
             delivered = true
         }
         if !delivered {
-            logger.debug("requester gone; reply not delivered", metadata: ["msg_type": "\(message.msgType)"])
+            if offline[session] != nil {
+                keepOffline(outbound, for: session)
+            } else {
+                logger.debug("requester gone; reply not delivered", metadata: ["msg_type": "\(message.msgType)"])
+            }
         }
     }
 

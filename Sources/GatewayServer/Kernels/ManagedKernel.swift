@@ -94,6 +94,8 @@ public actor ManagedKernel {
             let c = KernelConnection(kernelID: id, info: info, logger: logger)
             do {
                 try await c.connect()
+                await c.setReplayLimits(messages: configuration.replayBufferMessages, bytes: configuration.replayBufferBytes,
+                                        ttl: configuration.replayBufferTTL)
             } catch {
                 throw GatewayError(.internalServerError, reason: "Kernel connection failed", "\(error)")
             }

@@ -78,11 +78,12 @@ struct ChannelsWebSocket {
                request: Request, kernelID id: String, logger: Logger) async {
         guard let kernel = try? await registry.kernel(id), let connection = await kernel.connection else { return }
         let proto = Self.negotiate(request)
-        let session = request.uri.queryParameters.get("session_id").flatMap { $0.isEmpty ? nil : $0 }
-            ?? UUID().uuidString.lowercased()
+        let requestedSession = request.uri.queryParameters.get("session_id").flatMap { $0.isEmpty ? nil : String($0) }
+        let session = requestedSession ?? UUID().uuidString.lowercased()
         var logger = logger
         logger[metadataKey: "kernel_id"] = "\(id)"
-        let (client, messages) = await connection.addClient(session: session)
+        // Only a client that names its session can come back for what it missed.
+        let (client, messages) = await connection.addClient(session: session, replayable: requestedSession != nil)
         logger.debug("websocket connected", metadata: ["session_id": "\(session)", "protocol": "\(proto == .v1 ? "v1" : "legacy")"])
         let maxSize = configuration.maxWebSocketMessageSize
         let logger2 = logger
