@@ -271,11 +271,7 @@ BAD_UPGRADES = {
 }
 
 
-_UPGRADE_GAP = pytest.mark.xfail(
-    strict=True, reason="known gap: NIO's WebSocket upgrader closes malformed upgrades without an HTTP response")
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, marks=_UPGRADE_GAP) if c != "plain_get" else c for c in BAD_UPGRADES])
+@pytest.mark.parametrize("case", list(BAD_UPGRADES))
 def test_bad_websocket_upgrades(gateway, kernel, case):
     path = f"/api/kernels/{kernel['id']}/channels"
     try:

@@ -103,6 +103,8 @@ struct GatewayServerChannel: ServerChildChannel, HTTPChannelHandler {
             configuration.enableErrorHandling = true
             configuration.enableResponseHeaderValidation = false
             let negotiation = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
+            let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPServerUpgradeHandler<UpgradeResult>.self)
+            try channel.pipeline.syncOperations.addHandler(UpgradeHeaderValidator(), position: .before(upgradeHandler))
             return Value(upgradeResult: negotiation, channel: channel)
         }
     }
@@ -152,5 +154,55 @@ extension GatewayServerChannel {
                 logger.debug("websocket ended", metadata: ["error": "\(error)"])
             }
         }
+    }
+}
+
+/// Answers WebSocket upgrade requests whose handshake headers are unusable (RFC 6455 §4.2.1:
+/// no `Sec-WebSocket-Key`, or a version other than 13) with 400 / 426 JSON. NIO's upgrader
+/// would close such connections without a response. Removes itself after the first request
+/// head, before any upgrade can change the pipeline.
+final class UpgradeHeaderValidator: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private var rejecting = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if rejecting { return }
+        let part = unwrapInboundIn(data)
+        guard case .head(let head) = part else {
+            context.fireChannelRead(data)
+            return
+        }
+        let wantsWebSocket = head.headers[canonicalForm: "upgrade"].contains { $0.lowercased() == "websocket" }
+            && head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
+        if wantsWebSocket {
+            let key = head.headers.first(name: "Sec-WebSocket-Key") ?? ""
+            let version = head.headers.first(name: "Sec-WebSocket-Version") ?? ""
+            var error: GatewayError?
+            var extra: [(String, String)] = []
+            if version != "13" {
+                error = GatewayError(.upgradeRequired, "WebSocket version '\(version)' is not supported; use 13")
+                extra.append(("Sec-WebSocket-Version", "13"))
+            } else if key.trimmingCharacters(in: .whitespaces).isEmpty {
+                error = GatewayError(.badRequest, "WebSocket upgrade without a Sec-WebSocket-Key")
+            }
+            if let error {
+                rejecting = true
+                let body = GatewayError.jsonBody(reason: error.reason, message: error.message)
+                var headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", String(body.readableBytes)),
+                                           ("Connection", "close")])
+                for (name, value) in extra { headers.add(name: name, value: value) }
+                let response = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: Int(error.status.code)),
+                                                headers: headers)
+                context.write(wrapOutboundOut(.head(response)), promise: nil)
+                context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+                return
+            }
+        }
+        context.fireChannelRead(data)
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }
