@@ -39,6 +39,9 @@ public struct GatewayConfiguration: Sendable {
     public var replayBufferMessages = 10_000
     public var replayBufferBytes = 16 << 20
     public var replayBufferTTL: Duration = .seconds(600)
+    /// Kernel limits (EG_MAX_KERNELS, EG_MAX_KERNELS_PER_USER); starts in progress count.
+    public var maxKernels: Int?
+    public var maxKernelsPerUser: Int?
     /// Heartbeat ping period; a ping not echoed within it counts as missed.
     public var heartbeatInterval: Duration = .seconds(3)
     /// Automatic restarts of a kernel that died, before it is declared dead.

@@ -44,6 +44,10 @@ struct Ganymede: AsyncParsableCommand {
     var kernelInfoTimeout: Double?
     @Option(name: .customLong("kernel-launch-timeout"), help: "Default seconds to wait for a kernel to start; a request's KERNEL_LAUNCH_TIMEOUT wins. Env: EG_KERNEL_LAUNCH_TIMEOUT. Default 40.")
     var kernelLaunchTimeout: Double?
+    @Option(name: .customLong("max-kernels"), help: "Most kernels at once, starts in progress included (403 beyond). Env: EG_MAX_KERNELS, KG_MAX_KERNELS. Default: no limit.")
+    var maxKernels: Int?
+    @Option(name: .customLong("max-kernels-per-user"), help: "Most kernels per KERNEL_USERNAME. Env: EG_MAX_KERNELS_PER_USER. Default: no limit.")
+    var maxKernelsPerUser: Int?
     @Option(name: .customLong("runtime-dir"), help: "Directory for connection files and kernel logs (created 0700). Env: GANYMEDE_RUNTIME_DIR, JUPYTER_RUNTIME_DIR.")
     var runtimeDir: String?
     @Option(help: "YAML config file (keys as the long flag names with underscores, e.g. base_url: /gw/). Env: GANYMEDE_CONFIG.")
@@ -83,6 +87,8 @@ struct Ganymede: AsyncParsableCommand {
         if let s = try kernelLaunchTimeout ?? settings.double("kernel_launch_timeout", env: ["EG_KERNEL_LAUNCH_TIMEOUT"]) {
             c.kernelLaunchTimeout = .milliseconds(Int64(max(0.1, s) * 1000))
         }
+        c.maxKernels = try maxKernels ?? settings.int("max_kernels", env: ["EG_MAX_KERNELS", "KG_MAX_KERNELS"])
+        c.maxKernelsPerUser = try maxKernelsPerUser ?? settings.int("max_kernels_per_user", env: ["EG_MAX_KERNELS_PER_USER"])
         if let dir = runtimeDir ?? settings.string("runtime_dir", env: ["JUPYTER_RUNTIME_DIR"]) { c.runtimeDirectory = dir }
 
         let level = Logger.Level(rawValue: (logLevel ?? settings.string("log_level", env: ["EG_LOG_LEVEL", "KG_LOG_LEVEL"]) ?? "info").lowercased()) ?? .info

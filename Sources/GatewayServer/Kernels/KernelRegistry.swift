@@ -52,6 +52,16 @@ public actor KernelRegistry {
         }
         let timeout = Self.launchTimeout(clientEnv?["KERNEL_LAUNCH_TIMEOUT"]) ?? configuration.kernelLaunchTimeout
         let username = clientEnv?["KERNEL_USERNAME"] ?? configuration.gatewayUsername
+        // Kernels being started are already in `kernels` (registered before the first await
+        // below), so concurrent POSTs cannot race past the limits (EG#855, KG#341).
+        if let max = configuration.maxKernels, kernels.count >= max {
+            throw GatewayError(.forbidden, reason: "Resource Limit",
+                               "A max kernels restriction has been set to \(max) and that number has been reached.")
+        }
+        if let max = configuration.maxKernelsPerUser, kernels.values.filter({ $0.username == username }).count >= max {
+            throw GatewayError(.forbidden, reason: "Resource Limit",
+                               "A max kernels per user restriction has been set to \(max) and user '\(username)' has reached that limit.")
+        }
         let env = KernelEnvironment.build(clientEnv: clientEnv, gatewayEnv: gatewayEnvironment, configuration: configuration,
                                           spec: spec, kernelID: id, username: username)
         try ensureRuntimeDirectory()
