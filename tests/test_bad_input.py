@@ -432,21 +432,28 @@ def test_oversize_frame(gateway, kernel):
         del big
 
 
-def test_frame_header_claims_huge_length(gateway, kernel):
-    """A raw WebSocket frame header announcing 2^63-1 bytes, then the client disappears."""
+def _raw_upgrade(gateway, kernel):
+    """A hand-made WebSocket handshake on a raw socket: returns (socket, response head bytes)."""
     import base64
 
     key = base64.b64encode(os.urandom(16)).decode()
     req = (f"GET /api/kernels/{kernel['id']}/channels HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as s:
-        s.sendall(req)
-        resp = b""
-        while b"\r\n\r\n" not in resp:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            resp += chunk
+    s = socket.create_connection(("127.0.0.1", gateway.port), timeout=30)
+    s.sendall(req)
+    resp = b""
+    while b"\r\n\r\n" not in resp:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        resp += chunk
+    return s, resp
+
+
+def test_frame_header_claims_huge_length(gateway, kernel):
+    """A raw WebSocket frame header announcing 2^63-1 bytes, then the client disappears."""
+    s, resp = _raw_upgrade(gateway, kernel)
+    with s:
         assert resp.startswith(b"HTTP/1.1 101"), resp[:200]
         # FIN+binary, masked, 127 => 64-bit length
         s.sendall(bytes([0x82, 0xFF]) + struct.pack(">Q", 2 ** 63 - 1) + os.urandom(4) + b"abc")
@@ -458,19 +465,8 @@ def test_frame_header_claims_huge_length(gateway, kernel):
 
 
 def test_unmasked_client_frame(gateway, kernel):
-    import base64
-
-    key = base64.b64encode(os.urandom(16)).decode()
-    req = (f"GET /api/kernels/{kernel['id']}/channels HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as s:
-        s.sendall(req)
-        resp = b""
-        while b"\r\n\r\n" not in resp:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            resp += chunk
+    s, resp = _raw_upgrade(gateway, kernel)
+    with s:
         payload = json.dumps(_msg()).encode()
         s.sendall(bytes([0x81, 126]) + struct.pack(">H", len(payload)) + payload)  # unmasked text
         s.sendall(bytes([0x8F, 0x80]) + os.urandom(4))  # reserved opcode 0xF
