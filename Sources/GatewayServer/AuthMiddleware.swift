@@ -46,7 +46,7 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
         if authenticator.isAuthorized(request) || publicPaths.contains(request.uri.path) {
             return try await next(request, context)
         }
-        throw GatewayError(.unauthorized, reason: "Unauthorized", "A valid token is required (Authorization: token <t>, Bearer <t>, or ?token=).")
+        throw GatewayError.unauthorized
     }
 }
 

@@ -40,6 +40,8 @@ public struct GatewayError: Error, HTTPResponseError, CustomStringConvertible {
     static func badRequest(_ message: String) -> GatewayError { .init(.badRequest, message) }
     static func forbidden(_ message: String) -> GatewayError { .init(.forbidden, message) }
     static func kernelNotFound(_ id: String) -> GatewayError { .init(.notFound, "Kernel does not exist: \(id)") }
+    static let unauthorized = GatewayError(.unauthorized, reason: "Unauthorized",
+                                           "A valid token is required (Authorization: token <t>, Bearer <t>, or ?token=).")
 }
 
 /// Turns every error, including the router's own 404/405 and anything unexpected, into the

@@ -1,13 +1,10 @@
 import Hummingbird
-import HummingbirdWebSocket
 
-/// The request context of both the HTTP and the WebSocket-upgrade routers.
-public struct GatewayRequestContext: RequestContext, WebSocketRequestContext {
+/// The request context of the HTTP router.
+public struct GatewayRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
-    public let webSocket: WebSocketHandlerReference<GatewayRequestContext>
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
-        self.webSocket = .init()
     }
 }

@@ -15,8 +15,8 @@ import NIOWebSocket
 ///
 /// Modelled on hummingbird-websocket's `HTTP1WebSocketUpgradeChannel`, with two differences
 /// that rule 4 ("bad input gets a clear error") needs:
-/// - a refused upgrade is not answered with a bare 400: the request goes on to the normal
-///   HTTP router, so an unknown kernel gets EG's 404 JSON and a missing token 401 JSON;
+/// - a refused upgrade is not answered with a bare 400 but with the JSON error of the
+///   decision (EG's 404 for an unknown kernel, 401 for a missing token, 503 if not ready);
 /// - NIO's protocol error handler is on, so a request that does not parse as HTTP is
 ///   answered 400 and closed instead of holding the connection open.
 struct GatewayServerChannel: ServerChildChannel, HTTPChannelHandler {

@@ -144,9 +144,7 @@ public enum KernelSpecTemplate {
         while i < chars.count {
             if chars[i] == "{" {
                 var j = i + 1
-                while j < chars.count, chars[j] == "_" || (chars[j].isASCII && (chars[j].properties.isAlphabetic || ("0"..."9").contains(chars[j]))) {
-                    j += 1
-                }
+                while j < chars.count, isIdentifier(chars[j]) { j += 1 }
                 if j < chars.count, chars[j] == "}", j > i + 1 {
                     let name = String(String.UnicodeScalarView(chars[(i + 1)..<j]))
                     if let value = values[name] {
@@ -162,14 +160,21 @@ public enum KernelSpecTemplate {
         return String(out)
     }
 
+    /// ASCII letters and `_` start a placeholder or variable name; digits may follow.
+    static func isIdentifierStart(_ c: Unicode.Scalar) -> Bool {
+        c == "_" || ("a"..."z").contains(c) || ("A"..."Z").contains(c)
+    }
+
+    static func isIdentifier(_ c: Unicode.Scalar) -> Bool {
+        isIdentifierStart(c) || ("0"..."9").contains(c)
+    }
+
     /// Python `string.Template.safe_substitute`: `$VAR` and `${VAR}` from `environment`,
     /// `$$` for a dollar, unknown names left untouched (jupyter_client provisioner `pre_launch`).
     public static func substituteEnvironment(_ value: String, environment: [String: String]) -> String {
         let chars = Array(value.unicodeScalars)
         var out = String.UnicodeScalarView()
         var i = 0
-        func isIdentStart(_ c: Unicode.Scalar) -> Bool { c == "_" || (c.isASCII && c.properties.isAlphabetic) }
-        func isIdent(_ c: Unicode.Scalar) -> Bool { isIdentStart(c) || (c.isASCII && ("0"..."9").contains(c)) }
         while i < chars.count {
             let c = chars[i]
             guard c == "$", i + 1 < chars.count else {
@@ -183,7 +188,7 @@ public enum KernelSpecTemplate {
                 i += 2
             } else if n == "{" {
                 var j = i + 2
-                while j < chars.count, isIdent(chars[j]) { j += 1 }
+                while j < chars.count, isIdentifier(chars[j]) { j += 1 }
                 if j < chars.count, chars[j] == "}", j > i + 2 {
                     let name = String(String.UnicodeScalarView(chars[(i + 2)..<j]))
                     if let v = environment[name] {
@@ -196,9 +201,9 @@ public enum KernelSpecTemplate {
                     out.append(c)
                     i += 1
                 }
-            } else if isIdentStart(n) {
+            } else if isIdentifierStart(n) {
                 var j = i + 1
-                while j < chars.count, isIdent(chars[j]) { j += 1 }
+                while j < chars.count, isIdentifier(chars[j]) { j += 1 }
                 let name = String(String.UnicodeScalarView(chars[(i + 1)..<j]))
                 if let v = environment[name] {
                     out.append(contentsOf: v.unicodeScalars)

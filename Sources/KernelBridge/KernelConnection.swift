@@ -223,17 +223,17 @@ public actor KernelConnection {
 
     private func keepOffline(_ message: OutboundMessage, for session: String) {
         guard var buffer = offline[session] else { return }
-        let m = message.message
-        let size = m.header.count + m.parentHeader.count + m.metadata.count + m.content.count + m.buffers.reduce(0) { $0 + $1.count }
         buffer.messages.append(message)
-        buffer.bytes += size
+        buffer.bytes += Self.byteCount(message.message)
         while buffer.messages.count > replayLimits.messages || (buffer.bytes > replayLimits.bytes && buffer.messages.count > 1) {
-            let first = buffer.messages.removeFirst().message
-            buffer.bytes -= first.header.count + first.parentHeader.count + first.metadata.count + first.content.count
-                + first.buffers.reduce(0) { $0 + $1.count }
+            buffer.bytes -= Self.byteCount(buffer.messages.removeFirst().message)
             buffer.dropped += 1
         }
         offline[session] = buffer
+    }
+
+    static func byteCount(_ m: JupyterMessage) -> Int {
+        m.header.count + m.parentHeader.count + m.metadata.count + m.content.count + m.buffers.reduce(0) { $0 + $1.count }
     }
 
     private func expireOffline() {

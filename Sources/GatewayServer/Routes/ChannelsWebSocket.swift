@@ -19,14 +19,15 @@ struct ChannelsWebSocket {
     let authenticator: TokenAuthenticator
 
     /// The checks of the upgrade, before any byte of WebSocket: authentication, a known and
-    /// live kernel, and its `kernel_info_reply`. nil declines the upgrade; the HTTP router then
-    /// answers the same request with the JSON error (`httpFallback`).
+    /// live kernel, and its `kernel_info_reply`. A refusal carries the same JSON error the
+    /// REST routes would give; `GatewayServerChannel` writes it, since the upgrade attempt
+    /// consumed the request.
     func decide(_ request: Request, logger: Logger, configuration ws: WebSocketServerConfiguration) async -> GatewayServerChannel.UpgradeDecision {
         guard let id = Self.kernelID(path: request.uri.path, baseURL: configuration.baseURL) else {
             return .refuse(GatewayError(.notFound, "No WebSocket endpoint at \(request.uri.path)"))
         }
         guard authenticator.isAuthorized(request) else {
-            return .refuse(GatewayError(.unauthorized, reason: "Unauthorized", "A valid token is required (Authorization: token <t>, Bearer <t>, or ?token=)."))
+            return .refuse(GatewayError.unauthorized)
         }
         guard let kernel = try? await registry.kernel(id), let connection = await kernel.connection else {
             return .refuse(GatewayError.kernelNotFound(id))
