@@ -22,6 +22,8 @@ public struct LaunchRequest: Sendable {
     /// Where connection files and kernel logs go (private to the gateway user).
     public var runtimeDirectory: String
     public var workingDirectory: String?
+    /// How long a launch may wait for a remote launcher's connection info (KERNEL_LAUNCH_TIMEOUT).
+    public var launchTimeout: Duration = .seconds(40)
 
     public init(kernelID: String, spec: KernelSpec, environment: [String: String], runtimeDirectory: String, workingDirectory: String? = nil) {
         self.kernelID = kernelID
@@ -66,6 +68,13 @@ public protocol KernelProvisioner: Sendable {
 
     /// A short description for logs and the REST model (pid, host, job id).
     func describe() async -> String
+
+    /// Backend facts for the REST kernel model's `provisioner` field (host, pid, Slurm job id).
+    func details() async -> [String: String]
+}
+
+extension KernelProvisioner {
+    public func details() async -> [String: String] { [:] }
 }
 
 /// Why a kernel could not be started.
