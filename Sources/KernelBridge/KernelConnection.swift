@@ -19,8 +19,8 @@ public actor KernelConnection {
     }
 
     public let kernelID: String
-    public let info: ConnectionInfo
-    let signer: MessageSigner
+    public private(set) var info: ConnectionInfo
+    private(set) var signer: MessageSigner
     let builder: MessageBuilder
     var logger: Logger
     private var sockets: [Channel: ZMQSocket] = [:]
@@ -89,6 +89,23 @@ public actor KernelConnection {
                 }
             })
         }
+    }
+
+    /// Points the connection at a relaunched kernel that listens on other ports or with another
+    /// key (remote launchers choose both anew on every launch), keeping clients, routing and
+    /// replay buffers. The heartbeat reopens its socket on its next tick.
+    public func retarget(_ newInfo: ConnectionInfo, io: ZMQIOThread = .shared) async throws {
+        guard newInfo != info, !closed else { return }
+        for socket in sockets.values { socket.close() }
+        sockets.removeAll()
+        for task in receiveTasks { task.cancel() }
+        receiveTasks.removeAll()
+        heartbeatSocket?.close()
+        heartbeatSocket = nil
+        pingSentAt = nil
+        info = newInfo
+        signer = MessageSigner(key: newInfo.key, scheme: newInfo.signatureScheme)
+        try await connect(io: io)
     }
 
     /// Pings the kernel's heartbeat socket every `interval`; a ping not echoed within the

@@ -90,6 +90,7 @@ struct Ganymede: AsyncParsableCommand {
         c.maxKernels = try maxKernels ?? settings.int("max_kernels", env: ["EG_MAX_KERNELS", "KG_MAX_KERNELS"])
         c.maxKernelsPerUser = try maxKernelsPerUser ?? settings.int("max_kernels_per_user", env: ["EG_MAX_KERNELS_PER_USER"])
         if let dir = runtimeDir ?? settings.string("runtime_dir", env: ["JUPYTER_RUNTIME_DIR"]) { c.runtimeDirectory = dir }
+        c.remote = try settings.remoteConfiguration()
 
         let level = Logger.Level(rawValue: (logLevel ?? settings.string("log_level", env: ["EG_LOG_LEVEL", "KG_LOG_LEVEL"]) ?? "info").lowercased()) ?? .info
         LoggingSystem.bootstrap { label in
@@ -102,6 +103,10 @@ struct Ganymede: AsyncParsableCommand {
             logger.warning("listening beyond loopback without an auth token: anyone who can reach \(c.ip):\(c.port) can run code")
         }
         let gateway = Gateway(configuration: c, logger: logger)
+        let unsupported = gateway.registry.unsupportedKernelSpecs()
+        guard unsupported.isEmpty else {
+            throw ValidationError("unsupported kernelspec(s):\n  " + unsupported.joined(separator: "\n  "))
+        }
         let specCount = gateway.registry.specs.all.count
         let (host, base) = (c.ip, c.baseURL)
         let services = gateway.makeServices { port in

@@ -13,6 +13,8 @@ public actor KernelRegistry {
     private let logger: Logger
     private let gatewayEnvironment: [String: String]
     private var shuttingDown = false
+    /// Shared by remote kernels: launcher response listener, SSH control masters.
+    public nonisolated let remote: RemoteServices
 
     public init(configuration: GatewayConfiguration, specs: KernelSpecStore, logger: Logger,
                 environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -20,6 +22,13 @@ public actor KernelRegistry {
         self.specs = specs
         self.logger = logger
         self.gatewayEnvironment = environment
+        self.remote = RemoteServices(configuration: configuration.remote, runtimeDirectory: configuration.runtimeDirectory, logger: logger)
+    }
+
+    /// Kernelspecs naming a process proxy Ganymede does not provide; the executable refuses to
+    /// start while there are any.
+    public nonisolated func unsupportedKernelSpecs() -> [String] {
+        ProvisionerCatalog.problems(in: specs.all)
     }
 
     public func kernel(_ id: String) throws(GatewayError) -> ManagedKernel {
@@ -67,9 +76,10 @@ public actor KernelRegistry {
         try ensureRuntimeDirectory()
         var kernelLogger = logger
         kernelLogger[metadataKey: "kernel_id"] = "\(id)"
-        let provisioner = try Self.provisioner(for: spec, logger: kernelLogger)
-        let request = LaunchRequest(kernelID: id, spec: spec, environment: env, runtimeDirectory: configuration.runtimeDirectory,
+        let provisioner = try self.provisioner(for: spec, logger: kernelLogger)
+        var request = LaunchRequest(kernelID: id, spec: spec, environment: env, runtimeDirectory: configuration.runtimeDirectory,
                                     workingDirectory: clientEnv?["KERNEL_WORKING_DIR"].flatMap { Self.existingDirectory($0) })
+        request.launchTimeout = timeout
         let kernel = ManagedKernel(id: id, spec: spec, username: username, provisioner: provisioner, request: request,
                                    configuration: configuration, logger: logger)
         pending.insert(id)
@@ -94,18 +104,9 @@ public actor KernelRegistry {
     }
 
     /// Picks the backend from `metadata.process_proxy.class_name` (EG) or
-    /// `metadata.kernel_provisioner.provisioner_name` (jupyter_client).
-    static func provisioner(for spec: KernelSpec, logger: Logger) throws(GatewayError) -> any KernelProvisioner {
-        let className = spec.processProxy?["class_name"]?.stringValue
-        let provisionerName = spec.file.metadata?["kernel_provisioner"]?["provisioner_name"]?.stringValue
-        let local: Set<String> = [
-            "enterprise_gateway.services.processproxies.processproxy.LocalProcessProxy", "local-provisioner",
-        ]
-        if let name = className ?? provisionerName, !local.contains(name) {
-            throw GatewayError(.notImplemented, reason: "Unsupported provisioner",
-                               "Kernelspec '\(spec.name)' asks for '\(name)', which this gateway does not support yet")
-        }
-        return LocalProvisioner(logger: logger)
+    /// `metadata.kernel_provisioner.provisioner_name` (jupyter_client); see `ProvisionerCatalog`.
+    func provisioner(for spec: KernelSpec, logger: Logger) throws(GatewayError) -> any KernelProvisioner {
+        ProvisionerCatalog.make(try ProvisionerCatalog.kind(for: spec), spec: spec, remote: remote, logger: logger)
     }
 
     static func launchTimeout(_ raw: String?) -> Duration? {
@@ -144,5 +145,6 @@ public actor KernelRegistry {
             for kernel in all { group.addTask { await kernel.shutdown() } }
         }
         kernels.removeAll()
+        await remote.shutdown()
     }
 }

@@ -16,9 +16,11 @@ public struct KernelModel: Codable, Sendable, Equatable {
     public var executionState: String
     public var connections: Int
     public var reason: String?
+    /// Where a remote kernel runs (host, pid, Slurm job id); absent for local kernels.
+    public var provisioner: [String: String]?
 
     enum CodingKeys: String, CodingKey {
-        case id, name, lastActivity = "last_activity", executionState = "execution_state", connections, reason
+        case id, name, lastActivity = "last_activity", executionState = "execution_state", connections, reason, provisioner
     }
 }
 
@@ -63,8 +65,10 @@ public actor ManagedKernel {
         }
         var reason: String?
         if case .dead(let r) = lifecycle.state { reason = r }
+        let details = await provisioner.details()
         return KernelModel(id: id, name: spec.name, lastActivity: Timestamp.iso8601(activity),
-                           executionState: state ?? "unknown", connections: connections, reason: reason)
+                           executionState: state ?? "unknown", connections: connections, reason: reason,
+                           provisioner: details.isEmpty ? nil : details)
     }
 
     /// Launches the process and waits until it answers `kernel_info_request`.
@@ -101,6 +105,11 @@ public actor ManagedKernel {
             }
             connection = c
         } else {
+            do {
+                try await connection?.retarget(info)
+            } catch {
+                throw GatewayError(.internalServerError, reason: "Kernel connection failed", "\(error)")
+            }
             await connection?.resetReadiness()
         }
         let connection = connection!

@@ -139,7 +139,7 @@ enum ShortCommand {
                 case .exited(let code): .exited(code: code)
                 case .signaled(let signal): .signalled(signal: signal)
                 }
-                return Result(exit: exit, output: (r.standardOutput ?? "") + (r.standardError ?? ""))
+                return Result(exit: exit, output: r.standardOutput + r.standardError)
             }
             group.addTask {
                 try await Task.sleep(for: timeout)

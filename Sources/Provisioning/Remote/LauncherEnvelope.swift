@@ -12,7 +12,11 @@ import _CryptoExtras
 /// `base64(JSON{"version": 1, "key": b64(rsa(aes_key)), "conn_info": b64(aes(json))})`.
 /// EG generates RSA-1024; any size works for launchers (they import the key given to them), so
 /// Ganymede uses 2048 bits.
-public struct LauncherKeyPair: Sendable {
+///
+/// `@unchecked Sendable`: `_RSA.Encryption.PrivateKey` is not marked Sendable, but it is an
+/// immutable BoringSSL key whose decrypt only reads it (BoringSSL documents `RSA` as safe for
+/// concurrent use once built).
+public struct LauncherKeyPair: @unchecked Sendable {
     private let privateKey: _RSA.Encryption.PrivateKey
     /// `{public_key}`: base64 of the DER SubjectPublicKeyInfo, as EG passes it (PEM body without
     /// header, footer or newlines).

@@ -70,7 +70,7 @@ public actor SlurmProvisioner: KernelProvisioner {
         let argv = RemoteCommand.argv(spec: request.spec, kernelID: request.kernelID, responseAddress: listener.address,
                                       publicKey: listener.keys.publicKeyBase64, portRange: portRange,
                                       connectionFile: "\(c.kernelLogDirectory)/kernel-\(request.kernelID).json")
-        var body = "#!/bin/sh\nexec env"
+        var body = "#!/bin/sh\n# --export=NONE leaves PATH unset: env by absolute path, PATH comes from the kernel environment.\nexec /usr/bin/env"
         for (k, v) in RemoteCommand.environment(request.environment) { body += " " + RemoteCommand.quote("\(k)=\(v)") }
         body += " " + argv.map(RemoteCommand.quote).joined(separator: " ") + " < /dev/null\n"
         let path = "\(request.runtimeDirectory)/kernel-\(request.kernelID).sbatch"
