@@ -15,6 +15,9 @@ set -euo pipefail
 DIR="${GANYMEDE_REMOTE_ENV_DIR:-/tmp/ganymede-remote-env}"
 SSH_HOST="${GANYMEDE_REMOTE_SSH_HOST:-127.0.0.2}"
 log() { printf '[remote-env] %s\n' "$*" >&2; }
+# munged runs as the munge user and must reach its files: they cannot live under a 0700
+# directory such as pytest's tmp dirs, so they get their own directory, named after $DIR.
+MUNGE_DIR="/tmp/ganymede-munge-$(printf '%s' "$DIR" | sha256sum | cut -c1-12)"
 
 free_port() {  # $1 = address
     python3 - "$1" <<'PY'
@@ -82,16 +85,17 @@ ENV
 start_slurm() {
     local D="$DIR/slurm"
     if running "$D/slurmctld.pid" && running "$D/slurmd.pid"; then log "slurm already running"; return; fi
-    mkdir -p "$D/state" "$D/spool" "$D/munge"
-    chown munge:munge "$D/munge"; chmod 700 "$D/munge"
-    if [ ! -f "$D/munge/munge.key" ]; then
-        dd if=/dev/urandom of="$D/munge/munge.key" bs=1024 count=1 status=none
-        chown munge:munge "$D/munge/munge.key"; chmod 400 "$D/munge/munge.key"
+    local M="$MUNGE_DIR"
+    mkdir -p "$D/state" "$D/spool" "$M"
+    chown munge:munge "$M"; chmod 700 "$M"
+    if [ ! -f "$M/munge.key" ]; then
+        dd if=/dev/urandom of="$M/munge.key" bs=1024 count=1 status=none
+        chown munge:munge "$M/munge.key"; chmod 400 "$M/munge.key"
     fi
-    if ! running "$D/munge/munged.pid"; then
-        runuser -u munge -- /usr/sbin/munged -f --socket="$D/munge/munge.socket" --key-file="$D/munge/munge.key" \
-            --pid-file="$D/munge/munged.pid" --log-file="$D/munge/munged.log" --seed-file="$D/munge/munged.seed"
-        for _ in $(seq 100); do running "$D/munge/munged.pid" && break; sleep 0.05; done
+    if ! running "$M/munged.pid"; then
+        runuser -u munge -- /usr/sbin/munged -f --socket="$M/munge.socket" --key-file="$M/munge.key" \
+            --pid-file="$M/munged.pid" --log-file="$M/munged.log" --seed-file="$M/munged.seed"
+        for _ in $(seq 100); do running "$M/munged.pid" && break; sleep 0.05; done
     fi
     local host ctl slurmd
     host="$(hostname -s)"
@@ -105,7 +109,7 @@ SlurmctldPort=$ctl
 SlurmdPort=$slurmd
 SlurmUser=root
 AuthType=auth/munge
-AuthInfo=socket=$D/munge/munge.socket
+AuthInfo=socket=$MUNGE_DIR/munge.socket
 CredType=cred/munge
 StateSaveLocation=$D/state
 SlurmdSpoolDir=$D/spool
@@ -166,14 +170,15 @@ case "${1:-}" in
         fi
         stop_pidfile "$DIR/slurm/slurmd.pid"
         stop_pidfile "$DIR/slurm/slurmctld.pid"
-        stop_pidfile "$DIR/slurm/munge/munged.pid"
+        stop_pidfile "$MUNGE_DIR/munged.pid"
+        rm -rf "$MUNGE_DIR"
         stop_pidfile "$DIR/ssh/sshd.pid"
         rm -f "$DIR"/*.env "$DIR/env"
         log "stopped"
         ;;
     status)
-        for f in ssh/sshd.pid slurm/munge/munged.pid slurm/slurmctld.pid slurm/slurmd.pid; do
-            if running "$DIR/$f"; then echo "$f: running ($(cat "$DIR/$f"))"; else echo "$f: stopped"; fi
+        for f in "$DIR/ssh/sshd.pid" "$MUNGE_DIR/munged.pid" "$DIR/slurm/slurmctld.pid" "$DIR/slurm/slurmd.pid"; do
+            if running "$f"; then echo "$f: running ($(cat "$f"))"; else echo "$f: stopped"; fi
         done
         ;;
     *) echo "usage: $0 start [ssh|slurm|all] | stop | status" >&2; exit 2 ;;
