@@ -382,16 +382,20 @@ public actor KernelConnection {
     }
 
     /// Waits until the kernel answers `kernel_info_request` and iopub delivers, sending
-    /// the request on shell and control every 0.5 s meanwhile (jupyter_server
-    /// `connection/channels.py` nudge: works around ZeroMQ's slow-joiner problem).
-    /// Returns false on timeout or when the connection closes.
+    /// the request on shell and control meanwhile (jupyter_server `connection/channels.py`
+    /// nudge: works around ZeroMQ's slow-joiner problem). jupyter_server nudges every 0.5 s.
+    /// Here, once a `kernel_info_reply` has come back and only iopub is missing, every 0.1 s:
+    /// the kernel is up and just the late-joining SUB missed its status, so a kernel that has just
+    /// bound its ports (remote launchers report them before the kernel binds) is seen ready within
+    /// 0.1 s instead of 0.5 s. Until the first reply, requests queue in the DEALER, so re-sending
+    /// faster would only pile them up. Returns false on timeout or when the connection closes.
     public func waitUntilReady(timeout: Duration) async -> Bool {
         if ready { return true }
         if closed { return false }
         let nudger = Task { [weak self] in
             while !Task.isCancelled {
                 guard let self, await self.nudge() else { return }
-                try? await Task.sleep(for: .milliseconds(500))
+                try? await Task.sleep(for: .milliseconds(await self.sawNudgeReply ? 100 : 500))
             }
         }
         let timer = Task { [weak self] in
