@@ -46,12 +46,15 @@ public struct Gateway: Sendable {
         let c = configuration
         let authenticator = TokenAuthenticator(token: c.authToken)
         let base = String(c.baseURL.dropLast())  // "" or "/prefix"
-        let swaggerPaths: Set<String> = ["\(base)/api/swagger.yaml", "\(base)/api/swagger.json"]
+        var publicPaths: Set<String> = [
+            "\(base)/api/swagger.yaml", "\(base)/api/swagger.json", "\(base)/api/health", "\(base)/api/health/ready",
+        ]
+        if c.metricsPublic { publicPaths.insert("\(base)/metrics") }
 
         let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: CORSHeadersMiddleware(configuration: c))
-        router.add(middleware: AuthMiddleware(authenticator: authenticator, publicPaths: swaggerPaths))
+        router.add(middleware: AuthMiddleware(authenticator: authenticator, publicPaths: publicPaths))
 
         let api = base.isEmpty ? router.group() : router.group(RouterPath(base))
         let sessionStore = SessionStore()
@@ -72,6 +75,10 @@ public struct Gateway: Sendable {
         api.get("api/swagger.json") { _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: swaggerJSON)))
         }
+        let health = HealthRoutes(registry: registry, startedAt: Date())
+        api.get("api/health", use: health.liveness)
+        api.get("api/health/ready", use: health.readiness)
+        api.get("metrics", use: health.metrics)
         api.get("api/kernelspecs", use: specs.list)
         api.get("api/kernelspecs/:name", use: specs.get)
         let resourcePrefix = "\(base)/kernelspecs/"

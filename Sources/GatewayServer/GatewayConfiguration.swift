@@ -62,6 +62,8 @@ public struct GatewayConfiguration: Sendable {
     /// empty allow list admits everyone. See `KernelAuthorization`.
     public var authorizedUsers: Set<String> = []
     public var unauthorizedUsers: Set<String> = ["root"]
+    /// Serve `/metrics` without the auth token (for a Prometheus that cannot send one).
+    public var metricsPublic = false
     /// Largest accepted WebSocket message and REST body.
     public var maxWebSocketMessageSize = 64 << 20
     public var maxRequestBodySize = 1 << 20

@@ -70,6 +70,8 @@ struct Ganymede: AsyncParsableCommand {
     var replayBufferBytes: Int?
     @Option(name: .customLong("replay-buffer-ttl"), help: "Seconds a disconnected session's buffer is kept. Env: GANYMEDE_REPLAY_BUFFER_TTL. Default 600.")
     var replayBufferTTL: Double?
+    @Option(name: .customLong("metrics-public"), help: "Serve /metrics without the auth token (true|false). Env: GANYMEDE_METRICS_PUBLIC. Default false.")
+    var metricsPublic: String?
     @Option(name: .customLong("runtime-dir"), help: "Directory for connection files and kernel logs (created 0700). Env: GANYMEDE_RUNTIME_DIR, JUPYTER_RUNTIME_DIR.")
     var runtimeDir: String?
     @Option(help: "YAML config file (keys as the long flag names with underscores, e.g. base_url: /gw/). Env: GANYMEDE_CONFIG.")
@@ -130,6 +132,7 @@ struct Ganymede: AsyncParsableCommand {
         if let v = unauthorizedUsers ?? settings.stringAllowingEmpty("unauthorized_users", env: ["EG_UNAUTHORIZED_USERS"]) {
             c.unauthorizedUsers = Set(Settings.list(v))
         }
+        if let v = try metricsPublic.map(Settings.parseBool) ?? settings.bool("metrics_public", env: []) { c.metricsPublic = v }
         if let v = try autoRestart.map(Settings.parseBool) ?? settings.bool("auto_restart", env: []) { c.autoRestart = v }
         if let n = try restartLimit ?? settings.int("restart_limit", env: []) {
             guard n >= 0 else { throw ValidationError("restart_limit must be >= 0") }
