@@ -29,19 +29,32 @@ public struct Gateway: Sendable {
     /// Run them in one `ServiceGroup` in this order: graceful shutdown runs in reverse, so
     /// kernels are stopped (and WebSockets closed) before the server stops.
     public func makeServices(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> [any Service] {
-        [buildApplication(onServerRunning: onServerRunning), KernelReaperService(registry: registry)]
+        var services: [any Service] = [buildApplication(onServerRunning: onServerRunning), KernelReaperService(registry: registry)]
+        let specTimeouts = registry.specs.all.values.contains { ManagedKernel.seconds($0.file.metadata?["cull_idle_timeout"]) ?? .zero > .zero }
+        if configuration.cullIdleTimeout > .zero || specTimeouts {
+            let interval = configuration.cullInterval > .zero ? configuration.cullInterval : .seconds(300)
+            logger.info("culling idle kernels", metadata: [
+                "timeout": "\(configuration.cullIdleTimeout)", "interval": "\(interval)",
+                "cull_connected": "\(configuration.cullConnected)", "cull_busy": "\(configuration.cullBusy)",
+            ])
+            services.append(KernelCullerService(registry: registry, interval: interval))
+        }
+        return services
     }
 
     public func buildApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         let c = configuration
         let authenticator = TokenAuthenticator(token: c.authToken)
         let base = String(c.baseURL.dropLast())  // "" or "/prefix"
-        let swaggerPaths: Set<String> = ["\(base)/api/swagger.yaml", "\(base)/api/swagger.json"]
+        var publicPaths: Set<String> = [
+            "\(base)/api/swagger.yaml", "\(base)/api/swagger.json", "\(base)/api/health", "\(base)/api/health/ready",
+        ]
+        if c.metricsPublic { publicPaths.insert("\(base)/metrics") }
 
         let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: CORSHeadersMiddleware(configuration: c))
-        router.add(middleware: AuthMiddleware(authenticator: authenticator, publicPaths: swaggerPaths))
+        router.add(middleware: AuthMiddleware(authenticator: authenticator, publicPaths: publicPaths))
 
         let api = base.isEmpty ? router.group() : router.group(RouterPath(base))
         let sessionStore = SessionStore()
@@ -62,6 +75,10 @@ public struct Gateway: Sendable {
         api.get("api/swagger.json") { _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: swaggerJSON)))
         }
+        let health = HealthRoutes(registry: registry, startedAt: Date())
+        api.get("api/health", use: health.liveness)
+        api.get("api/health/ready", use: health.readiness)
+        api.get("metrics", use: health.metrics)
         api.get("api/kernelspecs", use: specs.list)
         api.get("api/kernelspecs/:name", use: specs.get)
         let resourcePrefix = "\(base)/kernelspecs/"
@@ -108,5 +125,21 @@ struct KernelReaperService: Service {
     func run() async throws {
         try? await gracefulShutdown()
         await registry.shutdownAll()
+    }
+}
+
+/// Runs the idle culler every `interval` (jupyter_server's `PeriodicCallback(cull_kernels)`).
+struct KernelCullerService: Service {
+    let registry: KernelRegistry
+    let interval: Duration
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                guard !Task.isCancelled else { break }
+                await registry.cullIdleKernels()
+            }
+        }
     }
 }

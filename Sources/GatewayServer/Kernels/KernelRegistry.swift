@@ -7,19 +7,26 @@ import Provisioning
 public actor KernelRegistry {
     public nonisolated let configuration: GatewayConfiguration
     public nonisolated let specs: KernelSpecStore
+    public nonisolated let metrics: GatewayMetrics
     private var kernels: [String: ManagedKernel] = [:]
     /// Ids being started: counted so a duplicate KERNEL_ID cannot race in.
     private var pending: Set<String> = []
     private let logger: Logger
     private let gatewayEnvironment: [String: String]
     private var shuttingDown = false
+    /// Kernels shut down by the culler, remembered so their ids answer 404 with the reason
+    /// (a client that reconnects hours later learns why, nb2kg#31) instead of a bare 404.
+    private var culled: [String: CulledKernel] = [:]
+    private static let maxCulledRemembered = 10_000
     /// Shared by remote kernels: launcher response listener, SSH control masters.
     public nonisolated let remote: RemoteServices
 
     public init(configuration: GatewayConfiguration, specs: KernelSpecStore, logger: Logger,
-                environment: [String: String] = ProcessInfo.processInfo.environment) {
+                environment: [String: String] = ProcessInfo.processInfo.environment,
+                metrics: GatewayMetrics = GatewayMetrics()) {
         self.configuration = configuration
         self.specs = specs
+        self.metrics = metrics
         self.logger = logger
         self.gatewayEnvironment = environment
         self.remote = RemoteServices(configuration: configuration.remote, runtimeDirectory: configuration.runtimeDirectory, logger: logger)
@@ -32,7 +39,12 @@ public actor KernelRegistry {
     }
 
     public func kernel(_ id: String) throws(GatewayError) -> ManagedKernel {
-        guard let kernel = kernels[id] else { throw .kernelNotFound(id) }
+        guard let kernel = kernels[id] else {
+            if let gone = culled[id], Date().timeIntervalSince(gone.at) < configuration.culledKernelMemory.seconds {
+                throw GatewayError(.notFound, "Kernel does not exist: \(id). \(gone.description)")
+            }
+            throw .kernelNotFound(id)
+        }
         return kernel
     }
 
@@ -42,8 +54,43 @@ public actor KernelRegistry {
 
     public var count: Int { kernels.count }
 
+    /// True once the gateway has begun stopping (no new starts).
+    public var isShuttingDown: Bool { shuttingDown }
+
     /// Starts a kernel and returns once it answers `kernel_info_request`.
     public func start(name: String?, clientEnv: [String: String]?) async throws(GatewayError) -> ManagedKernel {
+        let began = ContinuousClock.now
+        let specName = (name?.isEmpty == false ? name! : configuration.defaultKernelName)
+        do {
+            let kernel = try await startKernel(name: name, clientEnv: clientEnv)
+            metrics.kernelStarted(kernelspec: kernel.spec.name, provisioner: kernel.provisionerName,
+                                  after: ContinuousClock.now - began)
+            return kernel
+        } catch {
+            metrics.kernelStartFailed(kernelspec: specs.spec(named: specName)?.name ?? "unknown", cause: Self.cause(of: error))
+            throw error
+        }
+    }
+
+    /// A short, bounded label for why a start failed (metrics).
+    static func cause(of error: GatewayError) -> String {
+        switch error.status.code {
+        case 400: return "bad_request"
+        case 404: return "not_found"
+        case 409: return "conflict"
+        case 503: return "unavailable"
+        case 501: return "unsupported"
+        case 403: return error.reason == "Resource Limit" ? "limit" : "unauthorized"
+        default:
+            switch error.reason {
+            case "Kernel launch timeout": return "timeout"
+            case "Kernel died during startup": return "died"
+            default: return "launch"
+            }
+        }
+    }
+
+    private func startKernel(name: String?, clientEnv: [String: String]?) async throws(GatewayError) -> ManagedKernel {
         guard !shuttingDown else { throw GatewayError(.serviceUnavailable, "The gateway is shutting down") }
         let specName = (name?.isEmpty == false ? name! : configuration.defaultKernelName)
         guard let spec = specs.spec(named: specName) else {
@@ -71,6 +118,7 @@ public actor KernelRegistry {
             throw GatewayError(.forbidden, reason: "Resource Limit",
                                "A max kernels per user restriction has been set to \(max) and user '\(username)' has reached that limit.")
         }
+        try KernelAuthorization.checkStart(user: username, spec: spec, configuration: configuration)
         let env = KernelEnvironment.build(clientEnv: clientEnv, gatewayEnv: gatewayEnvironment, configuration: configuration,
                                           spec: spec, kernelID: id, username: username)
         try ensureRuntimeDirectory()
@@ -81,7 +129,7 @@ public actor KernelRegistry {
                                     workingDirectory: clientEnv?["KERNEL_WORKING_DIR"].flatMap { Self.existingDirectory($0) })
         request.launchTimeout = timeout
         let kernel = ManagedKernel(id: id, spec: spec, username: username, provisioner: provisioner, request: request,
-                                   configuration: configuration, logger: logger)
+                                   configuration: configuration, metrics: metrics, logger: logger)
         pending.insert(id)
         defer { pending.remove(id) }
         kernelLogger.info("starting kernel", metadata: ["kernelspec": "\(spec.name)", "user": "\(username)"])
@@ -134,6 +182,61 @@ public actor KernelRegistry {
         let kernel = try kernel(id)
         await kernel.shutdown()
         kernels.removeValue(forKey: id)
+        metrics.kernelEvent("shutdown", kernelspec: kernel.spec.name)
+    }
+
+    /// Sets the scrape-time gauges from the kernels as they are now.
+    public func sampleMetrics() async {
+        var samples: [GatewayMetrics.KernelSample] = []
+        for kernel in kernels.values {
+            samples.append(await kernel.metricsSample())
+        }
+        metrics.update(kernels: samples)
+    }
+
+    /// One pass of the idle culler (jupyter_server `cull_kernel_if_idle`): dead kernels go,
+    /// and so do kernels idle beyond their timeout unless busy or connected (by configuration).
+    /// Returns the ids culled.
+    @discardableResult
+    public func cullIdleKernels(now: Date = Date()) async -> [String] {
+        var victims: [(ManagedKernel, CulledKernel)] = []
+        for kernel in kernels.values where !pending.contains(kernel.id) {
+            let activity = await kernel.activity()
+            if activity.dead {
+                victims.append((kernel, CulledKernel(at: now, idle: nil, state: "dead")))
+                continue
+            }
+            let timeout = kernel.cullIdleTimeout(default: configuration.cullIdleTimeout)
+            guard timeout > .zero else { continue }
+            let idle = now.timeIntervalSince(activity.lastActivity)
+            let isIdleTime = idle > timeout.seconds
+            let isIdleExecute = configuration.cullBusy || activity.state != "busy"
+            let isIdleConnected = configuration.cullConnected || activity.connections == 0
+            if isIdleTime && isIdleExecute && isIdleConnected {
+                victims.append((kernel, CulledKernel(at: now, idle: idle, state: activity.state)))
+            }
+        }
+        for (kernel, record) in victims {
+            var kernelLogger = logger
+            kernelLogger[metadataKey: "kernel_id"] = "\(kernel.id)"
+            kernelLogger.warning("culling kernel", metadata: ["kernelspec": "\(kernel.spec.name)", "reason": "\(record.description)"])
+            await kernel.cull(reason: record.description)
+            metrics.kernelEvent("culled", kernelspec: kernel.spec.name)
+            kernels.removeValue(forKey: kernel.id)
+            remember(kernel.id, record)
+        }
+        return victims.map { $0.0.id }
+    }
+
+    private func remember(_ id: String, _ record: CulledKernel) {
+        let horizon = Date().addingTimeInterval(-configuration.culledKernelMemory.seconds)
+        if culled.count >= Self.maxCulledRemembered {
+            culled = culled.filter { $0.value.at > horizon }
+            if culled.count >= Self.maxCulledRemembered, let oldest = culled.min(by: { $0.value.at < $1.value.at }) {
+                culled.removeValue(forKey: oldest.key)
+            }
+        }
+        culled[id] = record
     }
 
     /// Stops every kernel (gateway exit). Kernels never outlive the gateway.
@@ -146,5 +249,29 @@ public actor KernelRegistry {
         }
         kernels.removeAll()
         await remote.shutdown()
+    }
+}
+
+/// What the registry remembers of a culled kernel.
+struct CulledKernel: Sendable, CustomStringConvertible {
+    let at: Date
+    /// Seconds without activity; nil for a dead kernel culled as such.
+    let idle: Double?
+    let state: String
+
+    var description: String {
+        let when = Timestamp.iso8601(at)
+        if let idle {
+            return "It was culled at \(when) after \(Int(idle)) s of inactivity (execution state \(state))."
+        }
+        return "It was culled at \(when) because it was dead."
+    }
+}
+
+extension Duration {
+    /// Whole and fractional seconds, for arithmetic with `Date`.
+    var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
     }
 }

@@ -32,6 +32,7 @@ public actor ManagedKernel {
     let provisioner: any KernelProvisioner
     let request: LaunchRequest
     let configuration: GatewayConfiguration
+    let metrics: GatewayMetrics
     var logger: Logger
     public private(set) var connection: KernelConnection?
     private(set) var lifecycle = KernelLifecycle()
@@ -40,8 +41,9 @@ public actor ManagedKernel {
     private var lastActivityFallback = Date()
 
     init(id: String, spec: KernelSpec, username: String, provisioner: any KernelProvisioner, request: LaunchRequest,
-         configuration: GatewayConfiguration, logger: Logger) {
+         configuration: GatewayConfiguration, metrics: GatewayMetrics, logger: Logger) {
         self.id = id
+        self.metrics = metrics
         self.spec = spec
         self.username = username
         self.provisioner = provisioner
@@ -53,6 +55,72 @@ public actor ManagedKernel {
     }
 
     public var isDead: Bool { lifecycle.isDead }
+
+    /// The backend's type name, for metrics and the status page.
+    nonisolated var provisionerName: String { String(describing: type(of: provisioner)) }
+
+    func metricsSample() async -> GatewayMetrics.KernelSample {
+        let a = await activity()
+        var replay = (sessions: 0, messages: 0, bytes: 0)
+        var dropped = 0
+        var bad = 0
+        if let connection {
+            replay = await connection.replayBuffered
+            dropped = await connection.replayDroppedTotal
+            bad = await connection.droppedBadSignatures
+        }
+        return GatewayMetrics.KernelSample(state: a.state, kernelspec: spec.name, user: username, replay: replay,
+                                           replayDropped: dropped, badSignatures: bad)
+    }
+
+    /// What the culler looks at: jupyter_server's `execution_state`, `last_activity` and
+    /// connection count.
+    func activity() async -> (dead: Bool, state: String, lastActivity: Date, connections: Int) {
+        var state = lifecycle.restState
+        var last = lastActivityFallback
+        var connections = 0
+        if let connection, !lifecycle.isDead {
+            if state == nil { state = await connection.executionState }
+            last = max(last, await connection.lastActivity)
+            connections = await connection.connectionCount
+        }
+        return (lifecycle.isDead, state ?? "unknown", last, connections)
+    }
+
+    /// The kernelspec's `metadata.cull_idle_timeout` (seconds), as jupyter_server reads it.
+    nonisolated func cullIdleTimeout(default fallback: Duration) -> Duration {
+        Self.seconds(spec.file.metadata?["cull_idle_timeout"]) ?? fallback
+    }
+
+    /// Auto-restart, unless the kernelspec says otherwise (`metadata.auto_restart`,
+    /// `metadata.restart_limit`).
+    nonisolated var autoRestart: Bool {
+        if case .bool(let b)? = spec.file.metadata?["auto_restart"] { return b }
+        return configuration.autoRestart
+    }
+
+    nonisolated var restartLimit: Int {
+        if case .int(let n)? = spec.file.metadata?["restart_limit"], n >= 0 { return n }
+        return configuration.restartLimit
+    }
+
+    static func seconds(_ value: JSONValue?) -> Duration? {
+        switch value {
+        case .int(let i)?: return .seconds(i)
+        case .double(let d)? where d.isFinite: return .milliseconds(Int64(d * 1000))
+        case .string(let s)?: return Double(s).flatMap { $0.isFinite ? .milliseconds(Int64($0 * 1000)) : nil }
+        default: return nil
+        }
+    }
+
+    /// Shuts the kernel down for the culler, first telling connected clients why with an iopub
+    /// `status: dead` (a bare close leaves them guessing, nb2kg#31).
+    func cull(reason: String) async {
+        if let connection, !lifecycle.isDead {
+            await connection.broadcast(await connection.statusMessage("dead", reason: "culled: " + reason))
+        }
+        await shutdown()
+    }
 
     public func model() async -> KernelModel {
         var state = lifecycle.restState
@@ -152,7 +220,8 @@ public actor ManagedKernel {
     private func processDied(_ exit: KernelExit) async {
         guard lifecycle.state == .running else { return }
         logger.warning("kernel died", metadata: ["status": "\(exit)"])
-        guard configuration.autoRestart, consecutiveRestarts < configuration.restartLimit else {
+        metrics.kernelEvent("died", kernelspec: spec.name)
+        guard autoRestart, consecutiveRestarts < restartLimit else {
             lifecycle.died(reason: "Kernel \(exit); restart limit reached or auto-restart disabled")
             await connection?.broadcast(await connection!.statusMessage("dead", reason: "\(exit)"))
             await provisioner.cleanup(restart: false)
@@ -160,11 +229,14 @@ public actor ManagedKernel {
         }
         consecutiveRestarts += 1
         lifecycle.beginRestart()
+        metrics.kernelEvent("restart_auto", kernelspec: spec.name)
+        await connection?.holdRequests()
         if let connection { await connection.broadcast(await connection.statusMessage("restarting", reason: "\(exit)")) }
         do {
             try await launchAndWait(timeout: configuration.kernelLaunchTimeout)
             lifecycle.started()
             if let connection { await connection.broadcast(await connection.statusMessage("starting")) }
+            await connection?.releaseRequests()
             watchForDeath()
             let stable = Task { [weak self] in
                 try? await Task.sleep(for: .seconds(10))
@@ -173,6 +245,7 @@ public actor ManagedKernel {
             _ = stable
         } catch {
             lifecycle.died(reason: error.message)
+            await connection?.discardHeldRequests()
             if let connection { await connection.broadcast(await connection.statusMessage("dead", reason: error.message)) }
             await stopProcess(restart: false)
         }
@@ -201,25 +274,34 @@ public actor ManagedKernel {
             throw GatewayError(.conflict, "Kernel \(id) is \(lifecycle.restState ?? "busy") and cannot be restarted now")
         }
         watcher?.cancel()
+        metrics.kernelEvent("restart_request", kernelspec: spec.name)
+        await connection?.holdRequests()
         if let connection { await connection.broadcast(await connection.statusMessage("restarting")) }
         await stopProcess(restart: true)
         do {
             try await launchAndWait(timeout: configuration.kernelLaunchTimeout)
         } catch {
             lifecycle.died(reason: error.message)
+            await connection?.discardHeldRequests()
             if let connection { await connection.broadcast(await connection.statusMessage("dead", reason: error.message)) }
             await stopProcess(restart: false)
             throw error
         }
         lifecycle.started()
         if let connection { await connection.broadcast(await connection.statusMessage("starting")) }
+        await connection?.releaseRequests()
         consecutiveRestarts = 0
         watchForDeath()
     }
 
     /// Stops the kernel for good and releases everything it held.
     func shutdown() async {
-        guard lifecycle.beginTermination() else { return }
+        guard lifecycle.beginTermination() else {
+            // Already dead (restart limit reached): the process is gone, but its clients and
+            // sockets are still open and must be released too.
+            if lifecycle.isDead { await connection?.close() }
+            return
+        }
         watcher?.cancel()
         await stopProcess(restart: false)
         lifecycle.died(reason: "shut down")
