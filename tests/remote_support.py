@@ -111,11 +111,11 @@ def assert_no_launcher_left(kernel_id: str, timeout: float = 15):
 
 
 def write_spec(root: Path, name: str, argv: list[str], class_name: str, config: dict | None = None,
-               env: dict | None = None) -> Path:
+               env: dict | None = None, metadata: dict | None = None) -> Path:
     d = root / name
     d.mkdir(parents=True, exist_ok=True)
     spec = {"display_name": name, "language": "python", "argv": argv,
-            "metadata": {"process_proxy": {"class_name": class_name, "config": config or {}}}}
+            "metadata": {"process_proxy": {"class_name": class_name, "config": config or {}}, **(metadata or {})}}
     if env:
         spec["env"] = env
     (d / "kernel.json").write_text(json.dumps(spec))

@@ -32,6 +32,7 @@ def specs_dir(tmp_path_factory):
     write_spec(root, "slurm_crash", ["python3", "-c", "import sys; print('launcher exploded'); sys.exit(3)"], SLURM)
     write_spec(root, "slurm_later", launcher_argv(), SLURM, config={"sbatch_args": ["--begin=now+3600"]})
     write_spec(root, "slurm_nopartition", launcher_argv(), SLURM, config={"partition": "no-such-partition"})
+    write_spec(root, "slurm_no_restart", launcher_argv(), SLURM, metadata={"auto_restart": False})
     return root
 
 
@@ -126,6 +127,15 @@ def test_cancelled_job_is_relaunched(gw, slurm_env, kernels):
     wait_until(relaunched, 60, interval=0.3, what="a new job after scancel")
     with KernelWS(gw, m["id"]) as ws:
         assert execute_ok(ws, "print(2)").stdout.strip() == "2"
+
+
+def test_cancelled_job_without_restart_is_dead_with_reason(gw, slurm_env, kernels):
+    m = kernels.create("slurm_no_restart")
+    subprocess.run(["scancel", m["provisioner"]["slurm_job_id"]],
+                   env=dict(os.environ, SLURM_CONF=slurm_env.vars["SLURM_CONF"]), check=True)
+    k = wait_until(lambda: (lambda k: k if k["execution_state"] == "dead" else None)(gw.get(f"api/kernels/{m['id']}").json()),
+                   30, interval=0.2, what="the cancelled kernel to be dead")
+    assert "CANCELLED" in k.get("reason", ""), k
 
 
 @pytest.mark.timeout(400)

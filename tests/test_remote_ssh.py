@@ -42,6 +42,7 @@ def specs_dir(tmp_path_factory, ssh_env):
     other = base64.b64encode(RSA.generate(2048).publickey().export_key("DER")).decode()
     write_spec(root, "wrongkey", ["python3", launcher_argv()[1], "--kernel-id", "{kernel_id}", "--response-address",
                                   "{response_address}", "--public-key", other], DISTRIBUTED)
+    write_spec(root, "no_restart", launcher_argv(), DISTRIBUTED, metadata={"auto_restart": False})
     eg = eg_launcher(tmp_path_factory.getbasetemp())
     write_spec(root, "eg_launcher", ["python3", str(eg), "--RemoteProcessProxy.kernel-id", "{kernel_id}",
                                      "--RemoteProcessProxy.response-address", "{response_address}",
@@ -203,6 +204,15 @@ def test_lost_remote_kernel_is_restarted(gw, ssh_env, kernels):
         assert execute_ok(ws, "print(1)").stdout.strip() == "1"
     assert "kernel died" in gw.log_tail(400)
     assert k["provisioner"]["host"] == ssh_env.vars["REMOTE_SSH_HOST"]
+
+
+def test_lost_remote_kernel_without_restart_is_dead_with_reason(gw, kernels):
+    m = kernels.create("no_restart")
+    os.kill(int(m["provisioner"]["pid"]), signal.SIGKILL)
+    k = wait_until(lambda: (lambda k: k if k["execution_state"] == "dead" else None)(gw.get(f"api/kernels/{m['id']}").json()),
+                   30, interval=0.2, what="the lost kernel to be dead")
+    assert k.get("reason"), k
+    assert_no_launcher_left(m["id"])
 
 
 @pytest.mark.timeout(400)

@@ -222,7 +222,9 @@ public actor ManagedKernel {
         logger.warning("kernel died", metadata: ["status": "\(exit)"])
         metrics.kernelEvent("died", kernelspec: spec.name)
         guard autoRestart, consecutiveRestarts < restartLimit else {
-            lifecycle.died(reason: "Kernel \(exit); restart limit reached or auto-restart disabled")
+            // Remote backends know more than an exit status (the Slurm job's final state, the host).
+            let remote = await provisioner.details().isEmpty ? "" : " [\(await provisioner.describe())]"
+            lifecycle.died(reason: "Kernel \(exit)\(remote); restart limit reached or auto-restart disabled")
             await connection?.broadcast(await connection!.statusMessage("dead", reason: "\(exit)"))
             await provisioner.cleanup(restart: false)
             return

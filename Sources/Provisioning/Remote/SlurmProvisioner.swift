@@ -239,7 +239,9 @@ public actor SlurmProvisioner: KernelProvisioner {
         return text.split(separator: "\n").suffix(15).joined(separator: "\n")
     }
 
-    public func describe() -> String { "slurm job \(jobID ?? "?") on \(node ?? "?")" }
+    public func describe() -> String {
+        "slurm job \(jobID ?? "?") on \(node ?? "?")" + (lastState.isEmpty ? "" : ", \(lastState)")
+    }
 
     public func details() -> [String: String] {
         var d = ["kind": "slurm"]
