@@ -142,3 +142,14 @@ def test_cancelled_job_without_restart_is_dead_with_reason(gw, slurm_env, kernel
 def test_eg_itests_python_distributed_on_slurm(gw, tmp_path):
     """EG's TestPythonKernelDistributed, unmodified, with the Slurm kernelspec."""
     run_eg_itests(gw, "python_slurm", tmp_path)
+
+
+def test_gateway_stop_cancels_jobs(tmp_path_factory, slurm_env):
+    logdir = tmp_path_factory.mktemp("slurm-stop-logs")
+    g = start_gateway(tmp_path_factory.mktemp("slurm-stop"), "slurm_stop_gateway", slurm_env.slurm_gateway_env(logdir),
+                      [REMOTE_SPECS])
+    kid = KernelTracker(g).create("python_slurm")["id"]
+    assert slurm_env.active_jobs(kid)
+    g.stop()
+    wait_until(lambda: not slurm_env.active_jobs(kid), 15, interval=0.2, what="the job to end with the gateway")
+    assert_no_launcher_left(kid, timeout=5)

@@ -332,3 +332,14 @@ def test_unknown_process_proxy_refuses_to_start(tmp_path, ssh_env):
                        env=base_env(), capture_output=True, text=True, timeout=60)
     assert p.returncode != 0
     assert "yarn_thing" in p.stderr and "YarnClusterProcessProxy" in p.stderr, p.stderr
+
+
+def test_gateway_stop_stops_remote_kernels(tmp_path_factory, ssh_env):
+    """Kernels never outlive the gateway, remote ones included (they are not its descendants)."""
+    logdir = tmp_path_factory.mktemp("stop-logs")
+    g = start_gateway(tmp_path_factory.mktemp("stop"), "stop_gateway", ssh_env.ssh_gateway_env(logdir), [REMOTE_SPECS])
+    ids = [KernelTracker(g).create("python_distributed")["id"] for _ in range(2)]
+    assert all(launcher_pids(k) for k in ids)
+    g.stop()
+    for k in ids:
+        assert_no_launcher_left(k, timeout=5)
