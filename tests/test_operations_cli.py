@@ -142,3 +142,27 @@ def test_probes_public_metrics_protected(tmp_path):
         assert "ganymede_websocket_connections" in m.text
     finally:
         gw.stop()
+
+
+def test_json_logs_carry_kernel_and_user_and_never_the_token(tmp_path):
+    import json
+
+    token = "log-token-9f8e7d"
+    gw = Gateway(tmp_path, token=token, args=["--log-format", "json", "--log-level", "debug"],
+                 env={"EG_AUTH_TOKEN": token, "MY_API_SECRET": "do-not-print-me"}).start()
+    try:
+        r = gw.request("POST", "api/kernels", json={"name": "python3", "env": {"KERNEL_USERNAME": "carol"}}, timeout=90)
+        assert r.status_code == 201, r.text
+        kid = r.json()["id"]
+        requests.get(gw.url(f"api/kernels?token={token}"), timeout=5)
+        requests.get(gw.url("api/kernels?token=wrong-token"), timeout=5)
+        assert gw.request("DELETE", f"api/kernels/{kid}", timeout=60).status_code == 204
+    finally:
+        gw.stop()
+    text = gw.log_path.read_text()
+    assert token not in text and "do-not-print-me" not in text
+    records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert records, "no JSON log lines"
+    starts = [r for r in records if r.get("message") == "starting kernel"]
+    assert starts and starts[0]["kernel_id"] == kid and starts[0]["user"] == "carol"
+    assert all({"time", "level", "message"} <= r.keys() for r in records)

@@ -84,6 +84,8 @@ struct Ganymede: AsyncParsableCommand {
     var config: String?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical. Env: EG_LOG_LEVEL, GANYMEDE_LOG_LEVEL. Default info.")
     var logLevel: String?
+    @Option(name: .customLong("log-format"), help: "text|json (one JSON object per line). Env: GANYMEDE_LOG_FORMAT. Default text.")
+    var logFormat: String?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -172,10 +174,13 @@ struct Ganymede: AsyncParsableCommand {
         }
 
         let level = Logger.Level(rawValue: (logLevel ?? settings.string("log_level", env: ["EG_LOG_LEVEL", "KG_LOG_LEVEL"]) ?? "info").lowercased()) ?? .info
+        let formatName = (logFormat ?? settings.string("log_format", env: []) ?? "text").lowercased()
+        guard let format = GatewayLogHandler.Format(rawValue: formatName) else {
+            throw ValidationError("--log-format must be text or json, got '\(formatName)'")
+        }
+        let redactor = GatewayLogHandler.Redactor.fromEnvironment(env, authToken: c.authToken, sensitivePhrases: c.sensitiveEnvKeys)
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            GatewayLogHandler(label: label, level: level, format: format, redactor: redactor)
         }
         let logger = Logger(label: "ganymede")
         if c.authToken.isEmpty && !["127.0.0.1", "localhost", "::1"].contains(c.ip) {
