@@ -80,7 +80,7 @@ public actor KernelRegistry {
         case 409: return "conflict"
         case 503: return "unavailable"
         case 501: return "unsupported"
-        case 403: return error.reason == "Resource Limit" ? "limit" : "unauthorized"
+        case 403: return error.message.hasPrefix("A max kernels") ? "limit" : "unauthorized"
         default:
             switch error.reason {
             case "Kernel launch timeout": return "timeout"
@@ -110,13 +110,14 @@ public actor KernelRegistry {
         let username = clientEnv?["KERNEL_USERNAME"] ?? configuration.gatewayUsername
         // Kernels being started are already in `kernels` (registered before the first await
         // below), so concurrent POSTs cannot race past the limits (EG#855, KG#341).
+        // EG's texts (`RemoteMappingKernelManager._enforce_kernel_limits`), reason "Forbidden".
         if let max = configuration.maxKernels, kernels.count >= max {
-            throw GatewayError(.forbidden, reason: "Resource Limit",
-                               "A max kernels restriction has been set to \(max) and that number has been reached.")
+            let n = kernels.count
+            throw GatewayError(.forbidden, "A max kernels limit has been set to \(max) and there are currently \(n) active and pending \(n == 1 ? "kernel" : "kernels").")
         }
-        if let max = configuration.maxKernelsPerUser, kernels.values.filter({ $0.username == username }).count >= max {
-            throw GatewayError(.forbidden, reason: "Resource Limit",
-                               "A max kernels per user restriction has been set to \(max) and user '\(username)' has reached that limit.")
+        let userCount = kernels.values.filter { $0.username == username }.count
+        if let max = configuration.maxKernelsPerUser, userCount >= max {
+            throw GatewayError(.forbidden, "A max kernels per user limit has been set to \(max) and user '\(username)' currently has \(userCount) active and pending \(userCount == 1 ? "kernel" : "kernels").")
         }
         try KernelAuthorization.checkStart(user: username, spec: spec, configuration: configuration)
         let env = KernelEnvironment.build(clientEnv: clientEnv, gatewayEnv: gatewayEnvironment, configuration: configuration,

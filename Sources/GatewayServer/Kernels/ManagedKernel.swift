@@ -150,7 +150,7 @@ public actor ManagedKernel {
             watchForDeath()
         } catch {
             lifecycle.died(reason: error.message)
-            await stopProcess(restart: false)
+            await stopProcess(restart: false, everReady: false)
             throw error
         }
     }
@@ -249,7 +249,7 @@ public actor ManagedKernel {
             lifecycle.died(reason: error.message)
             await connection?.discardHeldRequests()
             if let connection { await connection.broadcast(await connection.statusMessage("dead", reason: error.message)) }
-            await stopProcess(restart: false)
+            await stopProcess(restart: false, everReady: false)
         }
     }
 
@@ -286,7 +286,7 @@ public actor ManagedKernel {
             lifecycle.died(reason: error.message)
             await connection?.discardHeldRequests()
             if let connection { await connection.broadcast(await connection.statusMessage("dead", reason: error.message)) }
-            await stopProcess(restart: false)
+            await stopProcess(restart: false, everReady: false)
             throw error
         }
         lifecycle.started()
@@ -310,13 +310,22 @@ public actor ManagedKernel {
     }
 
     /// jupyter_client's shutdown: `shutdown_request` on control, wait, SIGTERM, wait, SIGKILL.
-    private func stopProcess(restart: Bool) async {
+    /// A kernel that never answered `kernel_info` (`everReady: false`) cannot act on a
+    /// `shutdown_request` either: it gets SIGTERM at once and at most a second of grace, so a
+    /// failed start answers promptly (EG: SIGTERM, ~5 s of polls, SIGKILL).
+    private func stopProcess(restart: Bool, everReady: Bool = true) async {
         let provisioner = self.provisioner
         if await provisioner.isAlive() {
-            let content = restart ? #"{"restart":true}"# : #"{"restart":false}"#
-            _ = await connection?.sendOwn(type: "shutdown_request", content: Array(content.utf8), on: .control)
-            let wait = configuration.shutdownWaitTime
-            if await !exited(within: wait) {
+            var wait = configuration.shutdownWaitTime
+            if everReady {
+                let content = restart ? #"{"restart":true}"# : #"{"restart":false}"#
+                _ = await connection?.sendOwn(type: "shutdown_request", content: Array(content.utf8), on: .control)
+            } else {
+                wait = min(wait, .seconds(1))
+            }
+            var gone = false
+            if everReady { gone = await exited(within: wait) }
+            if !gone {
                 await provisioner.terminate()
                 if await !exited(within: wait) {
                     await provisioner.kill()
