@@ -307,6 +307,16 @@ def test_host_selection(tmp_path_factory, extra_gateways, ssh_env):
         t.cleanup()
 
 
+@pytest.mark.parametrize("host", ["-oProxyCommand=touch {marker}", "host name", "a;b", "$(id)", ".x", "-p1"])
+def test_remote_host_that_is_not_a_host_name_is_refused(gw, tmp_path, host):
+    marker = tmp_path / "pwned"
+    r = gw.post("api/kernels", json={"name": "python_distributed",
+                                     "env": {"KERNEL_REMOTE_HOST": host.format(marker=marker)}}, timeout=60)
+    body = assert_json_error(r, [400])
+    assert "KERNEL_REMOTE_HOST" in body["message"], body
+    assert not marker.exists()
+
+
 def test_tunnelled_kernel_ports(tmp_path_factory, extra_gateways, ssh_env):
     g = one_off_gateway(tmp_path_factory, extra_gateways, ssh_env, "tunnel", EG_ENABLE_TUNNELING="true")
     t = KernelTracker(g)

@@ -97,6 +97,7 @@ public actor KernelRegistry {
             throw GatewayError(.notFound, reason: "Not Found", "No such kernel: kernelspec '\(specName)' not found")
         }
         var id = UUID().uuidString.lowercased()
+        try ProvisionerCatalog.validate(clientEnv: clientEnv)
         if let requested = clientEnv?["KERNEL_ID"] {
             guard let uuid = UUID(uuidString: requested) else {
                 throw .badRequest("KERNEL_ID '\(requested.prefix(64))' is not a UUID")

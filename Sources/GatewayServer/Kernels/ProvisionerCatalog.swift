@@ -32,6 +32,13 @@ enum ProvisionerCatalog {
         return kind
     }
 
+    /// Request values the remote backends use as command arguments: refused up front as bad input.
+    static func validate(clientEnv: [String: String]?) throws(GatewayError) {
+        if let host = clientEnv?["KERNEL_REMOTE_HOST"], !host.isEmpty, !SSHHosts.isHostName(host) {
+            throw .badRequest("KERNEL_REMOTE_HOST '\(host.prefix(64))' is not a host name or IP address")
+        }
+    }
+
     /// One line per kernelspec whose class name is unknown (checked at start-up).
     static func problems(in specs: [String: KernelSpec]) -> [String] {
         specs.values.sorted { $0.name < $1.name }.compactMap { spec in

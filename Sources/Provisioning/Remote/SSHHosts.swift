@@ -41,6 +41,7 @@ public actor SSHHosts {
         guard !candidates.isEmpty else { throw ProvisionerError("no remote hosts configured (EG_REMOTE_HOSTS)") }
         let host: String
         if let requested, !requested.isEmpty {
+            guard Self.isHostName(requested) else { throw ProvisionerError("KERNEL_REMOTE_HOST '\(requested.prefix(64))' is not a host name") }
             host = requested
         } else if configuration.loadBalancing == .leastConnection {
             host = candidates.min { (active[$0] ?? 0) < (active[$1] ?? 0) }!
@@ -48,9 +49,19 @@ public actor SSHHosts {
             host = candidates[roundRobin % candidates.count]
             roundRobin += 1
         }
+        guard Self.isHostName(host) else { throw ProvisionerError("remote host '\(host.prefix(64))' is not a host name") }
         active[host, default: 0] += 1
         return host
     }
+
+    /// A DNS name or an IP address. Anything else, and above all a leading `-`, which `ssh` would
+    /// read as an option (`-oProxyCommand=...` runs a command on the gateway host), is refused.
+    public static func isHostName(_ s: String) -> Bool {
+        guard !s.isEmpty, s.utf8.count <= 253, !s.hasPrefix("-"), !s.hasPrefix(".") else { return false }
+        return s.unicodeScalars.allSatisfy { hostCharacters.contains($0) }
+    }
+
+    private static let hostCharacters = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:_[]")
 
     func release(_ host: String) {
         if let n = active[host] { active[host] = max(0, n - 1) }
