@@ -122,11 +122,13 @@ public struct Gateway: Sendable {
     }
 }
 
-/// Stops every kernel when the gateway shuts down, so no kernel outlives it.
+/// Re-attaches persisted kernels at start; stops every kernel when the gateway shuts down
+/// (or, with session persistence, leaves them running for the next gateway).
 struct KernelReaperService: Service {
     let registry: KernelRegistry
 
     func run() async throws {
+        await registry.reattachAll()
         try? await gracefulShutdown()
         await registry.shutdownAll()
     }

@@ -78,6 +78,12 @@ struct Ganymede: AsyncParsableCommand {
     var keyFile: String?
     @Option(name: .customLong("client-ca"), help: "PEM CA: require client certificates signed by it (mutual TLS). Env: EG_CLIENT_CA, KG_CLIENT_CA.")
     var clientCA: String?
+    @Option(name: .customLong("session-persistence"), help: "Record running kernels and re-attach them after a gateway restart (true|false). Env: EG_KERNEL_SESSION_PERSISTENCE. Default false.")
+    var sessionPersistence: String?
+    @Option(name: .customLong("persistence-root"), help: "Directory of the kernel session records. Env: EG_PERSISTENCE_ROOT. Default <runtime-dir>/sessions.")
+    var persistenceRoot: String?
+    @Option(name: .customLong("keep-kernels-on-exit"), help: "With session persistence, leave kernels running when the gateway stops, for the next one to re-attach (true|false). Env: GANYMEDE_KEEP_KERNELS_ON_EXIT. Default true.")
+    var keepKernelsOnExit: String?
     @Option(name: .customLong("runtime-dir"), help: "Directory for connection files and kernel logs (created 0700). Env: GANYMEDE_RUNTIME_DIR, JUPYTER_RUNTIME_DIR.")
     var runtimeDir: String?
     @Option(help: "YAML config file (keys as the long flag names with underscores, e.g. base_url: /gw/). Env: GANYMEDE_CONFIG.")
@@ -154,6 +160,13 @@ struct Ganymede: AsyncParsableCommand {
             if ca != nil { throw ValidationError("--client-ca needs --certfile and --keyfile") }
         default:
             throw ValidationError("--certfile and --keyfile go together")
+        }
+        if let v = try sessionPersistence.map(Settings.parseBool) ?? settings.bool("session_persistence", env: ["EG_KERNEL_SESSION_PERSISTENCE"]) {
+            c.sessionPersistence = v
+        }
+        c.persistenceRoot = persistenceRoot ?? settings.string("persistence_root", env: ["EG_PERSISTENCE_ROOT"])
+        if let v = try keepKernelsOnExit.map(Settings.parseBool) ?? settings.bool("keep_kernels_on_exit", env: []) {
+            c.keepKernelsOnExit = v
         }
         if let v = try metricsPublic.map(Settings.parseBool) ?? settings.bool("metrics_public", env: []) { c.metricsPublic = v }
         if let v = try autoRestart.map(Settings.parseBool) ?? settings.bool("auto_restart", env: []) { c.autoRestart = v }
