@@ -60,7 +60,7 @@ public struct Gateway: Sendable {
         let api = base.isEmpty ? router.group() : router.group(RouterPath(base))
         let sessionStore = SessionStore()
         let kernels = KernelRoutes(registry: registry, configuration: c)
-        let specs = KernelSpecRoutes(specs: registry.specs, configuration: c)
+        let specs = KernelSpecRoutes(specs: registry.specs, configuration: c, registry: registry)
         let sessions = SessionRoutes(registry: registry, store: sessionStore, configuration: c)
         let channels = ChannelsWebSocket(registry: registry, configuration: c, authenticator: authenticator)
 

@@ -6,6 +6,8 @@ import Provisioning
 /// All kernels of the gateway, by id.
 public actor KernelRegistry {
     public nonisolated let configuration: GatewayConfiguration
+    /// The settings SIGHUP can change (limits and user lists), as last reloaded.
+    public private(set) var current: GatewayConfiguration
     public nonisolated let specs: KernelSpecStore
     public nonisolated let metrics: GatewayMetrics
     private var kernels: [String: ManagedKernel] = [:]
@@ -25,6 +27,7 @@ public actor KernelRegistry {
                 environment: [String: String] = ProcessInfo.processInfo.environment,
                 metrics: GatewayMetrics = GatewayMetrics()) {
         self.configuration = configuration
+        self.current = configuration
         self.specs = specs
         self.metrics = metrics
         if configuration.sessionPersistence {
@@ -52,6 +55,23 @@ public actor KernelRegistry {
     }
 
     public var count: Int { kernels.count }
+
+    /// Applies a re-read configuration (SIGHUP): kernelspecs, kernel limits and the user
+    /// lists. Everything else (ports, TLS, auth token, persistence) needs a restart.
+    /// Connections and running kernels are untouched.
+    public func reload(_ new: GatewayConfiguration) -> [String] {
+        current.maxKernels = new.maxKernels
+        current.maxKernelsPerUser = new.maxKernelsPerUser
+        current.authorizedUsers = new.authorizedUsers
+        current.unauthorizedUsers = new.unauthorizedUsers
+        current.kernelSpecDirectories = new.kernelSpecDirectories
+        let names = specs.reload(configuration: new)
+        logger.notice("configuration reloaded", metadata: [
+            "kernelspecs": "\(names.joined(separator: ","))", "max_kernels": "\(new.maxKernels.map(String.init) ?? "none")",
+            "max_kernels_per_user": "\(new.maxKernelsPerUser.map(String.init) ?? "none")",
+        ])
+        return names
+    }
 
     /// True once the gateway has begun stopping (no new starts).
     public var isShuttingDown: Bool { shuttingDown }
@@ -110,15 +130,15 @@ public actor KernelRegistry {
         // Kernels being started are already in `kernels` (registered before the first await
         // below), so concurrent POSTs cannot race past the limits (EG#855, KG#341).
         // EG's texts (`RemoteMappingKernelManager._enforce_kernel_limits`), reason "Forbidden".
-        if let max = configuration.maxKernels, kernels.count >= max {
+        if let max = current.maxKernels, kernels.count >= max {
             let n = kernels.count
             throw GatewayError(.forbidden, "A max kernels limit has been set to \(max) and there are currently \(n) active and pending \(n == 1 ? "kernel" : "kernels").")
         }
         let userCount = kernels.values.filter { $0.username == username }.count
-        if let max = configuration.maxKernelsPerUser, userCount >= max {
+        if let max = current.maxKernelsPerUser, userCount >= max {
             throw GatewayError(.forbidden, "A max kernels per user limit has been set to \(max) and user '\(username)' currently has \(userCount) active and pending \(userCount == 1 ? "kernel" : "kernels").")
         }
-        try KernelAuthorization.checkStart(user: username, spec: spec, configuration: configuration)
+        try KernelAuthorization.checkStart(user: username, spec: spec, configuration: current)
         let env = KernelEnvironment.build(clientEnv: clientEnv, gatewayEnv: gatewayEnvironment, configuration: configuration,
                                           spec: spec, kernelID: id, username: username)
         try ensureRuntimeDirectory()
@@ -317,7 +337,13 @@ public actor KernelRegistry {
         }
         logger.info("shutting down all kernels", metadata: ["count": "\(all.count)"])
         await withTaskGroup(of: Void.self) { group in
-            for kernel in all { group.addTask { await kernel.shutdown() } }
+            for kernel in all {
+                group.addTask {
+                    // Connected clients learn why their kernel goes away before the socket closes.
+                    await kernel.announce("dead", reason: "the gateway is shutting down")
+                    await kernel.shutdown()
+                }
+            }
         }
         for kernel in all { sessions?.remove(kernel.id) }
         kernels.removeAll()

@@ -115,6 +115,12 @@ public actor ManagedKernel {
         }
     }
 
+    /// An iopub status of the gateway's own to every connected client.
+    func announce(_ state: String, reason: String) async {
+        guard let connection, !lifecycle.isDead else { return }
+        await connection.broadcast(await connection.statusMessage(state, reason: reason))
+    }
+
     /// Shuts the kernel down for the culler, first telling connected clients why with an iopub
     /// `status: dead` (a bare close leaves them guessing, nb2kg#31).
     func cull(reason: String) async {
