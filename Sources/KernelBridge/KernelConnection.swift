@@ -223,7 +223,7 @@ public actor KernelConnection {
                 queue?.force(message.size)
                 continuation.yield(message)
             }
-            logger.debug("replayed offline messages", metadata: ["session_id": "\(session)", "count": "\(buffer.messages.count)"])
+            logger.debug("replayed offline messages", metadata: ["session_id": "\(session)", "count": "\(buffer.count)"])
         }
         clients[id] = Client(session: session, continuation: continuation, replayable: replayable, queue: queue)
         return (id, stream)
@@ -290,9 +290,35 @@ public actor KernelConnection {
     /// and bytes; overflow drops the oldest and the client is told how many on reconnect.
     struct ReplayBuffer {
         let since: ContinuousClock.Instant
-        var messages: [OutboundMessage] = []
+        /// Live messages are `storage[head...]`: dropping the oldest moves `head` instead of
+        /// shifting the array, and the dead prefix is compacted once it is half the storage.
+        private var storage: [OutboundMessage] = []
+        private var head = 0
         var bytes = 0
         var dropped = 0
+
+        init(since: ContinuousClock.Instant) { self.since = since }
+
+        var messages: ArraySlice<OutboundMessage> { storage[head...] }
+        var count: Int { storage.count - head }
+
+        /// Appends, then drops the oldest beyond the bounds; returns how many were dropped.
+        mutating func append(_ message: OutboundMessage, maxMessages: Int, maxBytes: Int) -> Int {
+            storage.append(message)
+            bytes += message.size
+            var n = 0
+            while count > maxMessages || (bytes > maxBytes && count > 1) {
+                bytes -= storage[head].size
+                head += 1
+                n += 1
+            }
+            if head > 64 && head * 2 > storage.count {
+                storage.removeFirst(head)
+                head = 0
+            }
+            dropped += n
+            return n
+        }
     }
 
     private var offline: [String: ReplayBuffer] = [:]
@@ -306,7 +332,7 @@ public actor KernelConnection {
 
     /// What the replay buffers hold right now, over all disconnected sessions.
     public var replayBuffered: (sessions: Int, messages: Int, bytes: Int) {
-        offline.values.reduce((offline.count, 0, 0)) { ($0.0, $0.1 + $1.messages.count, $0.2 + $1.bytes) }
+        offline.values.reduce((offline.count, 0, 0)) { ($0.0, $0.1 + $1.count, $0.2 + $1.bytes) }
     }
 
     public func setReplayLimits(messages: Int, bytes: Int, ttl: Duration) {
@@ -315,15 +341,10 @@ public actor KernelConnection {
     }
 
     private func keepOffline(_ message: OutboundMessage, for session: String) {
-        guard var buffer = offline[session] else { return }
-        buffer.messages.append(message)
-        buffer.bytes += Self.byteCount(message.message)
-        while buffer.messages.count > replayLimits.messages || (buffer.bytes > replayLimits.bytes && buffer.messages.count > 1) {
-            buffer.bytes -= Self.byteCount(buffer.messages.removeFirst().message)
-            buffer.dropped += 1
-            replayDroppedTotal += 1
-        }
-        offline[session] = buffer
+        // Mutated in place through the dictionary: copying the buffer out and back would copy
+        // every kept message on every message (the benchmark found 5x the CPU per execute).
+        guard offline[session] != nil else { return }
+        replayDroppedTotal += offline[session]!.append(message, maxMessages: replayLimits.messages, maxBytes: replayLimits.bytes)
     }
 
     public static func byteCount(_ m: JupyterMessage) -> Int {

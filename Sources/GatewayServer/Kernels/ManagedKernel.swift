@@ -16,11 +16,14 @@ public struct KernelModel: Codable, Sendable, Equatable {
     public var executionState: String
     public var connections: Int
     public var reason: String?
+    /// What the kernel was granted (resource profiles), when it asked for anything.
+    public var resources: ResourceLedger.Grant?
     /// Where a remote kernel runs (host, pid, Slurm job id); absent for local kernels.
     public var provisioner: [String: String]?
 
     enum CodingKeys: String, CodingKey {
-        case id, name, lastActivity = "last_activity", executionState = "execution_state", connections, reason, provisioner
+        case id, name, lastActivity = "last_activity", executionState = "execution_state", connections, reason, resources
+        case provisioner
     }
 }
 
@@ -36,6 +39,9 @@ public actor ManagedKernel {
     var logger: Logger
     /// Called after every successful (re)launch, with what re-attach needs (persistence).
     var onLaunched: (@Sendable (KernelSessionRecord) async -> Void)?
+    /// Granted resources and their enforcement; released when the kernel ends for good.
+    nonisolated let resources: KernelResources?
+    private var oomKillsSeen = 0
     /// The start request's `env`, kept for the session record.
     var clientEnv: [String: String]?
     public private(set) var connection: KernelConnection?
@@ -45,8 +51,9 @@ public actor ManagedKernel {
     private var lastActivityFallback = Date()
 
     init(id: String, spec: KernelSpec, username: String, provisioner: any KernelProvisioner, request: LaunchRequest,
-         configuration: GatewayConfiguration, metrics: GatewayMetrics, logger: Logger) {
+         configuration: GatewayConfiguration, metrics: GatewayMetrics, logger: Logger, resources: KernelResources? = nil) {
         self.id = id
+        self.resources = resources
         self.metrics = metrics
         self.spec = spec
         self.username = username
@@ -148,7 +155,7 @@ public actor ManagedKernel {
         let details = await provisioner.details()
         return KernelModel(id: id, name: spec.name, lastActivity: Timestamp.iso8601(activity),
                            executionState: state ?? "unknown", connections: connections, reason: reason,
-                           provisioner: details.isEmpty ? nil : details)
+                           resources: resources?.grant, provisioner: details.isEmpty ? nil : details)
     }
 
     func setOnLaunched(clientEnv: [String: String]?, _ hook: @escaping @Sendable (KernelSessionRecord) async -> Void) {
@@ -265,23 +272,44 @@ public actor ManagedKernel {
         }
     }
 
+    /// "out of memory (limit 256 MiB)" when the kernel's memory cgroup OOM-killed it since we
+    /// last looked, else the exit status.
+    private func deathReason(_ exit: KernelExit) -> String {
+        if let limits = resources?.limits, let memory = limits.memoryBytes {
+            let kills = limits.oomKills()
+            if kills > oomKillsSeen {
+                oomKillsSeen = kills
+                return "out of memory (limit \(Quantity.formatBytes(memory)))"
+            }
+        }
+        return "\(exit)"
+    }
+
+    private func releaseResources() {
+        guard let resources else { return }
+        resources.ledger.release(kernelID: id)
+        resources.limits?.remove()
+    }
+
     private func processDied(_ exit: KernelExit) async {
         guard lifecycle.state == .running else { return }
-        logger.warning("kernel died", metadata: ["status": "\(exit)"])
+        let why = deathReason(exit)
+        logger.warning("kernel died", metadata: ["status": "\(exit)", "reason": "\(why)"])
         metrics.kernelEvent("died", kernelspec: spec.name)
         guard autoRestart, consecutiveRestarts < restartLimit else {
             // Remote backends know more than an exit status (the Slurm job's final state, the host).
             let remote = await provisioner.details().isEmpty ? "" : " [\(await provisioner.describe())]"
-            lifecycle.died(reason: "Kernel \(exit)\(remote); restart limit reached or auto-restart disabled")
-            await connection?.broadcast(await connection!.statusMessage("dead", reason: "\(exit)"))
+            lifecycle.died(reason: "Kernel \(why)\(remote); restart limit reached or auto-restart disabled")
+            await connection?.broadcast(await connection!.statusMessage("dead", reason: why))
             await provisioner.cleanup(restart: false)
+            releaseResources()
             return
         }
         consecutiveRestarts += 1
         lifecycle.beginRestart()
         metrics.kernelEvent("restart_auto", kernelspec: spec.name)
         await connection?.holdRequests()
-        if let connection { await connection.broadcast(await connection.statusMessage("restarting", reason: "\(exit)")) }
+        if let connection { await connection.broadcast(await connection.statusMessage("restarting", reason: why)) }
         do {
             try await launchAndWait(timeout: configuration.kernelLaunchTimeout)
             lifecycle.started()
@@ -396,6 +424,7 @@ public actor ManagedKernel {
             lastActivityFallback = Date()
         }
         await provisioner.cleanup(restart: restart)
+        if !restart { releaseResources() }
     }
 
     private func exited(within timeout: Duration) async -> Bool {
@@ -405,4 +434,12 @@ public actor ManagedKernel {
             { @Sendable in try? await Task.sleep(for: timeout); return false },
         ])
     }
+}
+
+/// A kernel's granted resources, the ledger to give them back to, and the local limits that
+/// enforce them (nil for backends that enforce on their own side).
+public struct KernelResources: Sendable {
+    public let grant: ResourceLedger.Grant
+    public let ledger: ResourceLedger
+    public let limits: LocalResourceLimits?
 }
