@@ -13,6 +13,8 @@ public actor KernelRegistry {
     private let logger: Logger
     private let gatewayEnvironment: [String: String]
     private var shuttingDown = false
+    /// Seeding and prespawned kernels (KernelStartHook.swift); nil: plain starts.
+    var startHook: (any KernelStartHook)?
 
     public init(configuration: GatewayConfiguration, specs: KernelSpecStore, logger: Logger,
                 environment: [String: String] = ProcessInfo.processInfo.environment) {

@@ -25,7 +25,7 @@ struct KernelRoutes {
         let body = try await HTTPHelpers.jsonObject(request, limit: configuration.maxRequestBodySize)
         let name = try HTTPHelpers.optionalString(body, "name")
         let env = try KernelEnvironment.validate(body?["env"])
-        let kernel = try await registry.start(name: name, clientEnv: env)
+        let kernel = try await registry.create(name: name, clientEnv: env)
         let model = await kernel.model()
         let location = "\(configuration.baseURL)api/kernels/\(model.id)"
         return try HTTPHelpers.json(encodable: model, status: .created, headers: [.location: location])
