@@ -54,6 +54,8 @@ struct Ganymede: AsyncParsableCommand {
     var config: String?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical. Env: EG_LOG_LEVEL, GANYMEDE_LOG_LEVEL. Default info.")
     var logLevel: String?
+    @OptionGroup(title: "Kernel Gateway modes")
+    var kernelGateway: KernelGatewayOptions
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -90,6 +92,7 @@ struct Ganymede: AsyncParsableCommand {
         c.maxKernels = try maxKernels ?? settings.int("max_kernels", env: ["EG_MAX_KERNELS", "KG_MAX_KERNELS"])
         c.maxKernelsPerUser = try maxKernelsPerUser ?? settings.int("max_kernels_per_user", env: ["EG_MAX_KERNELS_PER_USER"])
         if let dir = runtimeDir ?? settings.string("runtime_dir", env: ["JUPYTER_RUNTIME_DIR"]) { c.runtimeDirectory = dir }
+        kernelGateway.apply(settings, to: &c)
 
         let level = Logger.Level(rawValue: (logLevel ?? settings.string("log_level", env: ["EG_LOG_LEVEL", "KG_LOG_LEVEL"]) ?? "info").lowercased()) ?? .info
         LoggingSystem.bootstrap { label in
@@ -104,7 +107,7 @@ struct Ganymede: AsyncParsableCommand {
         let gateway = Gateway(configuration: c, logger: logger)
         let specCount = gateway.registry.specs.all.count
         let (host, base) = (c.ip, c.baseURL)
-        let services = gateway.makeServices { port in
+        let services = try await kernelGateway.services(settings: settings, gateway: gateway, logger: logger) { port in
             logger.info("Ganymede \(ganymedeVersion) listening on http://\(host):\(port)\(base) with \(specCount) kernelspec(s)")
         }
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
