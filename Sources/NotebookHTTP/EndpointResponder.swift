@@ -117,7 +117,7 @@ struct EndpointResponder {
                 default:
                     throw GatewayError(.internalServerError, reason: "Bad ResponseInfo", "ResponseInfo header '\(name)' must be a string or number")
                 }
-                guard let field = HTTPField.Name(name), !text.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) else {
+                guard let field = HTTPField.Name(name), !text.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) else {
                     throw GatewayError(.internalServerError, reason: "Bad ResponseInfo", "ResponseInfo header '\(name)' is not a valid HTTP header")
                 }
                 headers[field] = text

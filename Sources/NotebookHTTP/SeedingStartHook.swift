@@ -91,6 +91,8 @@ public actor PrespawnPool {
     private var starting = 0
     private var stopped = false
     private var refills: [Task<Void, Never>] = []
+    /// Claims waiting for a kernel that is being prepared.
+    private var waiters: [CheckedContinuation<ManagedKernel?, Never>] = []
 
     public init(kernelName: String, count: Int, registry: KernelRegistry, logger: Logger) {
         self.kernelName = kernelName
@@ -109,23 +111,32 @@ public actor PrespawnPool {
 
     public var readyCount: Int { ready.count }
 
-    /// A ready kernel, or nil when none is; either way the pool refills.
+    /// A ready kernel; when none is ready but one is being prepared, waits for that one (it is
+    /// still sooner than a new start). Nil when neither; either way the pool refills.
     func take() async -> ManagedKernel? {
         defer { refill() }
         while !ready.isEmpty {
             let kernel = ready.removeFirst()
-            if await !kernel.isDead, (try? await registry.kernel(kernel.id)) != nil {
+            if await usable(kernel) {
                 logger.info("handing out a prespawned kernel", metadata: ["kernel_id": "\(kernel.id)"])
                 return kernel
             }
         }
-        return nil
+        guard starting > waiters.count, !stopped else { return nil }
+        let kernel = await withCheckedContinuation { waiters.append($0) }
+        if let kernel { logger.info("handing out a prespawned kernel", metadata: ["kernel_id": "\(kernel.id)"]) }
+        return kernel
+    }
+
+    private func usable(_ kernel: ManagedKernel) async -> Bool {
+        if await kernel.isDead { return false }
+        return (try? await registry.kernel(kernel.id)) != nil
     }
 
     /// Starts kernels until `count` are ready or starting.
     func refill() {
         guard !stopped else { return }
-        while ready.count + starting < count {
+        while ready.count + starting - waiters.count < count {
             starting += 1
             refills.append(Task { await self.startOne() })
         }
@@ -136,9 +147,14 @@ public actor PrespawnPool {
             let kernel = try await registry.create(name: kernelName, clientEnv: nil, allowPrespawned: false)
             starting -= 1
             if stopped { return }
-            ready.append(kernel)
+            if !waiters.isEmpty {
+                waiters.removeFirst().resume(returning: kernel)
+            } else {
+                ready.append(kernel)
+            }
         } catch {
             starting -= 1
+            if !waiters.isEmpty { waiters.removeFirst().resume(returning: nil) }
             logger.error("prespawning a kernel failed", metadata: ["error": "\(error)"])
             // Try again later rather than in a tight loop (e.g. the kernel limit is reached).
             try? await Task.sleep(for: .seconds(5))
@@ -150,6 +166,8 @@ public actor PrespawnPool {
 
     public func stop() {
         stopped = true
+        for waiter in waiters { waiter.resume(returning: nil) }
+        waiters.removeAll()
         for task in refills { task.cancel() }
         refills.removeAll()
     }
