@@ -9,4 +9,14 @@ cd "$REPO"
 
 bash scripts/setup.sh
 swift build -c "${GANYMEDE_BUILD_CONFIG:-debug}"
-exec env PATH="$REPO/.venv/bin:$PATH" ".build/${GANYMEDE_BUILD_CONFIG:-debug}/ganymede" --ip 127.0.0.1 --port 8888 "$@"
+
+# EG refuses KERNEL_USERNAME=root by default, and a request without KERNEL_USERNAME runs as the
+# gateway's user. Run as root (a fresh machine, a container), that would refuse every kernel
+# start from clients that send no KERNEL_USERNAME (jupyter_server does not). This dev script
+# serves loopback only, so it lifts that default for root unless you set the list yourself.
+EXTRA=()
+if [ "$(id -u)" -eq 0 ] && [ -z "${EG_UNAUTHORIZED_USERS+x}${GANYMEDE_UNAUTHORIZED_USERS+x}" ]; then
+    echo "[serve] running as root: serving with --unauthorized-users '' (set EG_UNAUTHORIZED_USERS to override)" >&2
+    EXTRA=(--unauthorized-users "")
+fi
+exec env PATH="$REPO/.venv/bin:$PATH" ".build/${GANYMEDE_BUILD_CONFIG:-debug}/ganymede" --ip 127.0.0.1 --port 8888 "${EXTRA[@]}" "$@"

@@ -29,7 +29,17 @@ public struct Gateway: Sendable {
     /// Run them in one `ServiceGroup` in this order: graceful shutdown runs in reverse, so
     /// kernels are stopped (and WebSockets closed) before the server stops.
     public func makeServices(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> [any Service] {
-        [buildApplication(onServerRunning: onServerRunning), KernelReaperService(registry: registry)]
+        var services: [any Service] = [buildApplication(onServerRunning: onServerRunning), KernelReaperService(registry: registry)]
+        let specTimeouts = registry.specs.all.values.contains { ManagedKernel.seconds($0.file.metadata?["cull_idle_timeout"]) ?? .zero > .zero }
+        if configuration.cullIdleTimeout > .zero || specTimeouts {
+            let interval = configuration.cullInterval > .zero ? configuration.cullInterval : .seconds(300)
+            logger.info("culling idle kernels", metadata: [
+                "timeout": "\(configuration.cullIdleTimeout)", "interval": "\(interval)",
+                "cull_connected": "\(configuration.cullConnected)", "cull_busy": "\(configuration.cullBusy)",
+            ])
+            services.append(KernelCullerService(registry: registry, interval: interval))
+        }
+        return services
     }
 
     public func buildApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
@@ -108,5 +118,21 @@ struct KernelReaperService: Service {
     func run() async throws {
         try? await gracefulShutdown()
         await registry.shutdownAll()
+    }
+}
+
+/// Runs the idle culler every `interval` (jupyter_server's `PeriodicCallback(cull_kernels)`).
+struct KernelCullerService: Service {
+    let registry: KernelRegistry
+    let interval: Duration
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                guard !Task.isCancelled else { break }
+                await registry.cullIdleKernels()
+            }
+        }
     }
 }

@@ -46,9 +46,24 @@ public struct GatewayConfiguration: Sendable {
     public var maxKernelsPerUser: Int?
     /// Heartbeat ping period; a ping not echoed within it counts as missed.
     public var heartbeatInterval: Duration = .seconds(3)
-    /// Automatic restarts of a kernel that died, before it is declared dead.
+    /// Automatic restarts of a kernel that died, before it is declared dead (jupyter_client
+    /// `KernelRestarter.restart_limit`). A kernelspec can override both with `metadata.auto_restart`
+    /// and `metadata.restart_limit`.
     public var restartLimit = 5
     public var autoRestart = true
+    /// Idle culling (jupyter_server `MappingKernelManager.cull_*`, set in EG by EG_CULL_*): a kernel
+    /// idle longer than `cullIdleTimeout` (zero = never; a kernelspec's `metadata.cull_idle_timeout`
+    /// wins) is shut down at the next check, unless busy (`cullBusy`) or connected (`cullConnected`).
+    public var cullIdleTimeout: Duration = .zero
+    public var cullInterval: Duration = .seconds(300)
+    public var cullConnected = false
+    public var cullBusy = false
+    /// How long a culled kernel's id keeps answering 404 with the reason it is gone.
+    public var culledKernelMemory: Duration = .seconds(3600)
+    /// KERNEL_USERNAME allow and deny lists (EG_AUTHORIZED_USERS, EG_UNAUTHORIZED_USERS); an
+    /// empty allow list admits everyone. See `KernelAuthorization`.
+    public var authorizedUsers: Set<String> = []
+    public var unauthorizedUsers: Set<String> = ["root"]
     /// Largest accepted WebSocket message and REST body.
     public var maxWebSocketMessageSize = 64 << 20
     public var maxRequestBodySize = 1 << 20

@@ -25,6 +25,12 @@ public struct KernelSpec: Sendable, Equatable {
     /// The directory holding kernel.json and the logos.
     public var resourceDirectory: URL
 
+    public init(name: String, file: File, resourceDirectory: URL) {
+        self.name = name
+        self.file = file
+        self.resourceDirectory = resourceDirectory
+    }
+
     public enum InterruptMode: String, Sendable { case signal, message }
 
     public var interruptMode: InterruptMode {

@@ -44,10 +44,20 @@ public actor KernelConnection {
     private var receiveTasks: [Task<Void, Never>] = []
     private var closed = false
 
+    /// Client requests that arrive while the kernel is being restarted are held here and sent
+    /// once the new kernel is ready: sent at once, they would reach the old kernel as it shuts
+    /// down (and never be answered) or sit in a ZeroMQ pipe of uncertain fate.
+    private var holding = false
+    private var held: [(JupyterMessage, Channel)] = []
+    private var heldBytes = 0
+    static let maxHeldMessages = 10_000
+    static let maxHeldBytes = 64 << 20
+
     // Heartbeat (messaging spec "Heartbeat for kernels": REQ → REP echo).
     private var heartbeatSocket: ZMQSocket?
     private var heartbeatTasks: [Task<Void, Never>] = []
     private var pingSentAt: ContinuousClock.Instant?
+    private var heartbeatGeneration = 0
     /// Consecutive pings the kernel did not echo in time.
     public private(set) var missedHeartbeats = 0
     public private(set) var lastHeartbeat: Date?
@@ -119,8 +129,10 @@ public actor KernelConnection {
             guard let socket = try? await io.open(SocketOptions(type: .req, endpoint: info.endpoint(info.hbPort))) else { return }
             guard !closed else { socket.close(); return }
             heartbeatSocket = socket
+            heartbeatGeneration += 1
+            let generation = heartbeatGeneration
             heartbeatTasks.append(Task { [weak self] in
-                for await _ in socket.messages { await self?.pong() }
+                for await _ in socket.messages { await self?.pong(generation: generation) }
             })
         }
         if pingSentAt == nil {
@@ -129,7 +141,9 @@ public actor KernelConnection {
         }
     }
 
-    private func pong() {
+    private func pong(generation: Int) {
+        // A late echo from a socket given up on says nothing about the current ping.
+        guard generation == heartbeatGeneration else { return }
         pingSentAt = nil
         missedHeartbeats = 0
         lastHeartbeat = Date()
@@ -249,7 +263,46 @@ public actor KernelConnection {
             track(message.msgID, session: owner.session)
         }
         lastActivity = Date()
+        if holding {
+            let size = Self.byteCount(message)
+            guard held.count < Self.maxHeldMessages, heldBytes + size <= Self.maxHeldBytes else {
+                logger.error("dropped a client request held during restart: hold buffer full",
+                             metadata: ["msg_type": "\(message.msgType)", "held": "\(held.count)"])
+                return
+            }
+            held.append((message, channel))
+            heldBytes += size
+            return
+        }
         socket.send(WireCodec.encode(message, signer: signer))
+    }
+
+    /// From now on, client requests wait in the gateway (kernel restarting).
+    public func holdRequests() {
+        holding = true
+    }
+
+    /// Sends the held requests, in arrival order, to the (new) kernel.
+    public func releaseRequests() {
+        holding = false
+        let pending = held
+        held.removeAll()
+        heldBytes = 0
+        for (message, channel) in pending {
+            sockets[channel]?.send(WireCodec.encode(message, signer: signer))
+        }
+    }
+
+    /// The kernel will not come back: held requests are dropped. Clients learn it from the
+    /// `status: dead` the caller broadcasts. Returns how many were dropped.
+    @discardableResult
+    public func discardHeldRequests() -> Int {
+        holding = false
+        let n = held.count
+        if n > 0 { logger.warning("kernel did not come back: dropping held client requests", metadata: ["count": "\(n)"]) }
+        held.removeAll()
+        heldBytes = 0
+        return n
     }
 
     /// Pushes a message the gateway made (e.g. `status: restarting`) to every client.

@@ -48,6 +48,28 @@ struct Ganymede: AsyncParsableCommand {
     var maxKernels: Int?
     @Option(name: .customLong("max-kernels-per-user"), help: "Most kernels per KERNEL_USERNAME. Env: EG_MAX_KERNELS_PER_USER. Default: no limit.")
     var maxKernelsPerUser: Int?
+    @Option(name: .customLong("cull-idle-timeout"), help: "Seconds of inactivity after which a kernel is culled; 0 = never (a kernelspec's metadata.cull_idle_timeout wins). Env: EG_CULL_IDLE_TIMEOUT. Default 0.")
+    var cullIdleTimeout: Double?
+    @Option(name: .customLong("cull-interval"), help: "Seconds between culler passes. Env: EG_CULL_INTERVAL. Default 300.")
+    var cullInterval: Double?
+    @Option(name: .customLong("cull-connected"), help: "Also cull kernels with open WebSockets (true|false). Env: EG_CULL_CONNECTED. Default false.")
+    var cullConnected: String?
+    @Option(name: .customLong("cull-busy"), help: "Also cull busy kernels (true|false). Env: EG_CULL_BUSY. Default false.")
+    var cullBusy: String?
+    @Option(name: .customLong("authorized-users"), help: "Comma list of KERNEL_USERNAMEs allowed to start kernels; empty = everyone. Env: EG_AUTHORIZED_USERS. Default empty.")
+    var authorizedUsers: String?
+    @Option(name: .customLong("unauthorized-users"), help: "Comma list of KERNEL_USERNAMEs refused (403); '' = nobody. Env: EG_UNAUTHORIZED_USERS. Default root.")
+    var unauthorizedUsers: String?
+    @Option(name: .customLong("auto-restart"), help: "Restart kernels that die on their own (true|false; a kernelspec's metadata.auto_restart wins). Env: GANYMEDE_AUTO_RESTART. Default true.")
+    var autoRestart: String?
+    @Option(name: .customLong("restart-limit"), help: "Automatic restarts in a row before a kernel is declared dead. Env: GANYMEDE_RESTART_LIMIT. Default 5.")
+    var restartLimit: Int?
+    @Option(name: .customLong("replay-buffer-messages"), help: "Most messages kept per disconnected session for replay. Env: GANYMEDE_REPLAY_BUFFER_MESSAGES. Default 10000.")
+    var replayBufferMessages: Int?
+    @Option(name: .customLong("replay-buffer-bytes"), help: "Most bytes kept per disconnected session for replay. Env: GANYMEDE_REPLAY_BUFFER_BYTES. Default 16777216.")
+    var replayBufferBytes: Int?
+    @Option(name: .customLong("replay-buffer-ttl"), help: "Seconds a disconnected session's buffer is kept. Env: GANYMEDE_REPLAY_BUFFER_TTL. Default 600.")
+    var replayBufferTTL: Double?
     @Option(name: .customLong("runtime-dir"), help: "Directory for connection files and kernel logs (created 0700). Env: GANYMEDE_RUNTIME_DIR, JUPYTER_RUNTIME_DIR.")
     var runtimeDir: String?
     @Option(help: "YAML config file (keys as the long flag names with underscores, e.g. base_url: /gw/). Env: GANYMEDE_CONFIG.")
@@ -92,6 +114,40 @@ struct Ganymede: AsyncParsableCommand {
         c.maxKernels = try maxKernels ?? settings.int("max_kernels", env: ["EG_MAX_KERNELS", "KG_MAX_KERNELS"])
         c.maxKernelsPerUser = try maxKernelsPerUser ?? settings.int("max_kernels_per_user", env: ["EG_MAX_KERNELS_PER_USER"])
         if let dir = runtimeDir ?? settings.string("runtime_dir", env: ["JUPYTER_RUNTIME_DIR"]) { c.runtimeDirectory = dir }
+        if let s = try cullIdleTimeout ?? settings.double("cull_idle_timeout", env: ["EG_CULL_IDLE_TIMEOUT"]) {
+            c.cullIdleTimeout = .milliseconds(Int64(max(0, s) * 1000))
+        }
+        if let s = try cullInterval ?? settings.double("cull_interval", env: ["EG_CULL_INTERVAL"]) {
+            c.cullInterval = .milliseconds(Int64(max(0, s) * 1000))
+        }
+        if let v = try cullConnected.map(Settings.parseBool) ?? settings.bool("cull_connected", env: ["EG_CULL_CONNECTED"]) {
+            c.cullConnected = v
+        }
+        if let v = try cullBusy.map(Settings.parseBool) ?? settings.bool("cull_busy", env: ["EG_CULL_BUSY"]) {
+            c.cullBusy = v
+        }
+        if let v = authorizedUsers ?? settings.stringAllowingEmpty("authorized_users", env: ["EG_AUTHORIZED_USERS"]) {
+            c.authorizedUsers = Set(Settings.list(v))
+        }
+        if let v = unauthorizedUsers ?? settings.stringAllowingEmpty("unauthorized_users", env: ["EG_UNAUTHORIZED_USERS"]) {
+            c.unauthorizedUsers = Set(Settings.list(v))
+        }
+        if let v = try autoRestart.map(Settings.parseBool) ?? settings.bool("auto_restart", env: []) { c.autoRestart = v }
+        if let n = try restartLimit ?? settings.int("restart_limit", env: []) {
+            guard n >= 0 else { throw ValidationError("restart_limit must be >= 0") }
+            c.restartLimit = n
+        }
+        if let n = try replayBufferMessages ?? settings.int("replay_buffer_messages", env: []) {
+            guard n >= 0 else { throw ValidationError("replay_buffer_messages must be >= 0") }
+            c.replayBufferMessages = n
+        }
+        if let n = try replayBufferBytes ?? settings.int("replay_buffer_bytes", env: []) {
+            guard n >= 0 else { throw ValidationError("replay_buffer_bytes must be >= 0") }
+            c.replayBufferBytes = n
+        }
+        if let s = try replayBufferTTL ?? settings.double("replay_buffer_ttl", env: []) {
+            c.replayBufferTTL = .milliseconds(Int64(max(0, s) * 1000))
+        }
         kernelGateway.apply(settings, to: &c)
 
         let level = Logger.Level(rawValue: (logLevel ?? settings.string("log_level", env: ["EG_LOG_LEVEL", "KG_LOG_LEVEL"]) ?? "info").lowercased()) ?? .info
@@ -103,6 +159,9 @@ struct Ganymede: AsyncParsableCommand {
         let logger = Logger(label: "ganymede")
         if c.authToken.isEmpty && !["127.0.0.1", "localhost", "::1"].contains(c.ip) {
             logger.warning("listening beyond loopback without an auth token: anyone who can reach \(c.ip):\(c.port) can run code")
+        }
+        if c.unauthorizedUsers.contains(c.gatewayUsername) {
+            logger.notice("requests without KERNEL_USERNAME run as the gateway user '\(c.gatewayUsername)', which is in the unauthorized users: they get 403 (EG's default); set KERNEL_USERNAME in requests or --unauthorized-users")
         }
         let gateway = Gateway(configuration: c, logger: logger)
         let specCount = gateway.registry.specs.all.count

@@ -37,6 +37,15 @@ struct Settings {
         return nil
     }
 
+    /// Like `string`, but a variable set to the empty string counts as set: for lists where
+    /// empty means "nobody" (EG_UNAUTHORIZED_USERS= clears the default `root`, as in EG).
+    func stringAllowingEmpty(_ key: String, env names: [String]) -> String? {
+        for name in ["GANYMEDE_" + key.uppercased()] + names {
+            if let v = env[name] { return v }
+        }
+        return string(key, env: [])
+    }
+
     func int(_ key: String, env names: [String]) throws -> Int? {
         guard let s = string(key, env: names) else { return nil }
         guard let v = Int(s) else { throw ValidationError("\(key) must be an integer, got '\(s)'") }

@@ -21,8 +21,13 @@ struct HeartbeatTests {
             let description = await kernel.provisioner.describe()
             let pid = try #require(Int32(description.split(separator: " ").last ?? ""))
             kill(pid, SIGSTOP)
-            try await Task.sleep(for: .seconds(2))
-            let missed = await connection.missedHeartbeats
+            // At least two whole intervals; polled, since a loaded machine can delay ticks.
+            try await Task.sleep(for: .seconds(1))
+            var missed = await connection.missedHeartbeats
+            for _ in 0..<40 where missed < 2 {
+                try await Task.sleep(for: .milliseconds(250))
+                missed = await connection.missedHeartbeats
+            }
             kill(pid, SIGCONT)
             #expect(missed >= 2, "a stopped kernel must miss heartbeats")
             var recovered = false

@@ -30,6 +30,8 @@ struct TestGateway {
         c.kernelSpecDirectories = [repositoryRoot.appendingPathComponent("kernelspecs").path]
         c.wsPingInterval = .zero
         c.shutdownWaitTime = .seconds(2)
+        // Tests run as root in CI; EG's default refuses root (KernelAuthorizationTests check that).
+        c.unauthorizedUsers = []
         configure(&c)
         var env = ProcessInfo.processInfo.environment
         let venv = repositoryRoot.appendingPathComponent(".venv/bin").path
@@ -275,5 +277,53 @@ actor Mailbox {
             waiter = nil
             w.continuation.resume(returning: nil)
         }
+    }
+}
+
+extension ChannelsClient {
+    /// Reads messages until one satisfies `match`; returns it, or nil on timeout or close.
+    func waitFor(timeout: Duration = .seconds(60),
+                 _ match: (JupyterProtocol.Channel, JupyterMessage) -> Bool) async -> JupyterMessage? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline, let m = await next(timeout: deadline - ContinuousClock.now) {
+            if match(m.0, m.1) { return m.1 }
+        }
+        return nil
+    }
+
+    /// The next iopub `status` whose execution_state is one of `states`.
+    func waitForStatus(_ states: Set<String>, timeout: Duration = .seconds(60)) async -> JupyterMessage? {
+        await waitFor(timeout: timeout) { channel, m in
+            channel == .iopub && m.msgType == "status"
+                && states.contains(ChannelsClient.string(m.content, "execution_state") ?? "")
+        }
+    }
+}
+
+extension TestGateway {
+    /// A kernelspec directory holding one python kernelspec named `name` with extra metadata,
+    /// for tests that need kernelspec-level settings.
+    static func makeKernelSpecDirectory(name: String, metadata: [String: Any] = [:], argv: [String]? = nil,
+                                        displayName: String? = nil) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ganymede-specs-\(UUID().uuidString)")
+        let specDir = dir.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: specDir, withIntermediateDirectories: true)
+        let spec: [String: Any] = [
+            "argv": argv ?? ["python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": displayName ?? "Test \(name)", "language": "python", "metadata": metadata,
+        ]
+        try JSONSerialization.data(withJSONObject: spec).write(to: specDir.appendingPathComponent("kernel.json"))
+        return dir.path
+    }
+
+    func startKernel(name: String, env: [String: String]? = nil) async throws -> String {
+        var body: [String: Any] = ["name": name]
+        if let env { body["env"] = env }
+        let data = try JSONSerialization.data(withJSONObject: body)
+        let r = try await request(.POST, "/api/kernels", body: String(decoding: data, as: UTF8.self))
+        guard r.status == 201, let id = r.object["id"] as? String else {
+            throw TestFailure("kernel start failed: \(r.status) \(String(decoding: r.body, as: UTF8.self))")
+        }
+        return id
     }
 }

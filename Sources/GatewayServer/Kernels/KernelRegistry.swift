@@ -15,6 +15,10 @@ public actor KernelRegistry {
     private var shuttingDown = false
     /// Seeding and prespawned kernels (KernelStartHook.swift); nil: plain starts.
     var startHook: (any KernelStartHook)?
+    /// Kernels shut down by the culler, remembered so their ids answer 404 with the reason
+    /// (a client that reconnects hours later learns why, nb2kg#31) instead of a bare 404.
+    private var culled: [String: CulledKernel] = [:]
+    private static let maxCulledRemembered = 10_000
 
     public init(configuration: GatewayConfiguration, specs: KernelSpecStore, logger: Logger,
                 environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -25,7 +29,12 @@ public actor KernelRegistry {
     }
 
     public func kernel(_ id: String) throws(GatewayError) -> ManagedKernel {
-        guard let kernel = kernels[id] else { throw .kernelNotFound(id) }
+        guard let kernel = kernels[id] else {
+            if let gone = culled[id], Date().timeIntervalSince(gone.at) < configuration.culledKernelMemory.seconds {
+                throw GatewayError(.notFound, "Kernel does not exist: \(id). \(gone.description)")
+            }
+            throw .kernelNotFound(id)
+        }
         return kernel
     }
 
@@ -64,6 +73,7 @@ public actor KernelRegistry {
             throw GatewayError(.forbidden, reason: "Resource Limit",
                                "A max kernels per user restriction has been set to \(max) and user '\(username)' has reached that limit.")
         }
+        try KernelAuthorization.checkStart(user: username, spec: spec, configuration: configuration)
         let env = KernelEnvironment.build(clientEnv: clientEnv, gatewayEnv: gatewayEnvironment, configuration: configuration,
                                           spec: spec, kernelID: id, username: username)
         try ensureRuntimeDirectory()
@@ -137,6 +147,50 @@ public actor KernelRegistry {
         kernels.removeValue(forKey: id)
     }
 
+    /// One pass of the idle culler (jupyter_server `cull_kernel_if_idle`): dead kernels go,
+    /// and so do kernels idle beyond their timeout unless busy or connected (by configuration).
+    /// Returns the ids culled.
+    @discardableResult
+    public func cullIdleKernels(now: Date = Date()) async -> [String] {
+        var victims: [(ManagedKernel, CulledKernel)] = []
+        for kernel in kernels.values where !pending.contains(kernel.id) {
+            let activity = await kernel.activity()
+            if activity.dead {
+                victims.append((kernel, CulledKernel(at: now, idle: nil, state: "dead")))
+                continue
+            }
+            let timeout = kernel.cullIdleTimeout(default: configuration.cullIdleTimeout)
+            guard timeout > .zero else { continue }
+            let idle = now.timeIntervalSince(activity.lastActivity)
+            let isIdleTime = idle > timeout.seconds
+            let isIdleExecute = configuration.cullBusy || activity.state != "busy"
+            let isIdleConnected = configuration.cullConnected || activity.connections == 0
+            if isIdleTime && isIdleExecute && isIdleConnected {
+                victims.append((kernel, CulledKernel(at: now, idle: idle, state: activity.state)))
+            }
+        }
+        for (kernel, record) in victims {
+            var kernelLogger = logger
+            kernelLogger[metadataKey: "kernel_id"] = "\(kernel.id)"
+            kernelLogger.warning("culling kernel", metadata: ["kernelspec": "\(kernel.spec.name)", "reason": "\(record.description)"])
+            await kernel.cull(reason: record.description)
+            kernels.removeValue(forKey: kernel.id)
+            remember(kernel.id, record)
+        }
+        return victims.map { $0.0.id }
+    }
+
+    private func remember(_ id: String, _ record: CulledKernel) {
+        let horizon = Date().addingTimeInterval(-configuration.culledKernelMemory.seconds)
+        if culled.count >= Self.maxCulledRemembered {
+            culled = culled.filter { $0.value.at > horizon }
+            if culled.count >= Self.maxCulledRemembered, let oldest = culled.min(by: { $0.value.at < $1.value.at }) {
+                culled.removeValue(forKey: oldest.key)
+            }
+        }
+        culled[id] = record
+    }
+
     /// Stops every kernel (gateway exit). Kernels never outlive the gateway.
     public func shutdownAll() async {
         shuttingDown = true
@@ -146,5 +200,29 @@ public actor KernelRegistry {
             for kernel in all { group.addTask { await kernel.shutdown() } }
         }
         kernels.removeAll()
+    }
+}
+
+/// What the registry remembers of a culled kernel.
+struct CulledKernel: Sendable, CustomStringConvertible {
+    let at: Date
+    /// Seconds without activity; nil for a dead kernel culled as such.
+    let idle: Double?
+    let state: String
+
+    var description: String {
+        let when = Timestamp.iso8601(at)
+        if let idle {
+            return "It was culled at \(when) after \(Int(idle)) s of inactivity (execution state \(state))."
+        }
+        return "It was culled at \(when) because it was dead."
+    }
+}
+
+extension Duration {
+    /// Whole and fractional seconds, for arithmetic with `Date`.
+    var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
     }
 }

@@ -52,6 +52,55 @@ public actor ManagedKernel {
 
     public var isDead: Bool { lifecycle.isDead }
 
+    /// What the culler looks at: jupyter_server's `execution_state`, `last_activity` and
+    /// connection count.
+    func activity() async -> (dead: Bool, state: String, lastActivity: Date, connections: Int) {
+        var state = lifecycle.restState
+        var last = lastActivityFallback
+        var connections = 0
+        if let connection, !lifecycle.isDead {
+            if state == nil { state = await connection.executionState }
+            last = max(last, await connection.lastActivity)
+            connections = await connection.connectionCount
+        }
+        return (lifecycle.isDead, state ?? "unknown", last, connections)
+    }
+
+    /// The kernelspec's `metadata.cull_idle_timeout` (seconds), as jupyter_server reads it.
+    nonisolated func cullIdleTimeout(default fallback: Duration) -> Duration {
+        Self.seconds(spec.file.metadata?["cull_idle_timeout"]) ?? fallback
+    }
+
+    /// Auto-restart, unless the kernelspec says otherwise (`metadata.auto_restart`,
+    /// `metadata.restart_limit`).
+    nonisolated var autoRestart: Bool {
+        if case .bool(let b)? = spec.file.metadata?["auto_restart"] { return b }
+        return configuration.autoRestart
+    }
+
+    nonisolated var restartLimit: Int {
+        if case .int(let n)? = spec.file.metadata?["restart_limit"], n >= 0 { return n }
+        return configuration.restartLimit
+    }
+
+    static func seconds(_ value: JSONValue?) -> Duration? {
+        switch value {
+        case .int(let i)?: return .seconds(i)
+        case .double(let d)? where d.isFinite: return .milliseconds(Int64(d * 1000))
+        case .string(let s)?: return Double(s).flatMap { $0.isFinite ? .milliseconds(Int64($0 * 1000)) : nil }
+        default: return nil
+        }
+    }
+
+    /// Shuts the kernel down for the culler, first telling connected clients why with an iopub
+    /// `status: dead` (a bare close leaves them guessing, nb2kg#31).
+    func cull(reason: String) async {
+        if let connection, !lifecycle.isDead {
+            await connection.broadcast(await connection.statusMessage("dead", reason: "culled: " + reason))
+        }
+        await shutdown()
+    }
+
     public func model() async -> KernelModel {
         var state = lifecycle.restState
         var activity = lastActivityFallback
@@ -143,7 +192,7 @@ public actor ManagedKernel {
     private func processDied(_ exit: KernelExit) async {
         guard lifecycle.state == .running else { return }
         logger.warning("kernel died", metadata: ["status": "\(exit)"])
-        guard configuration.autoRestart, consecutiveRestarts < configuration.restartLimit else {
+        guard autoRestart, consecutiveRestarts < restartLimit else {
             lifecycle.died(reason: "Kernel \(exit); restart limit reached or auto-restart disabled")
             await connection?.broadcast(await connection!.statusMessage("dead", reason: "\(exit)"))
             await provisioner.cleanup(restart: false)
@@ -151,11 +200,13 @@ public actor ManagedKernel {
         }
         consecutiveRestarts += 1
         lifecycle.beginRestart()
+        await connection?.holdRequests()
         if let connection { await connection.broadcast(await connection.statusMessage("restarting", reason: "\(exit)")) }
         do {
             try await launchAndWait(timeout: configuration.kernelLaunchTimeout)
             lifecycle.started()
             if let connection { await connection.broadcast(await connection.statusMessage("starting")) }
+            await connection?.releaseRequests()
             watchForDeath()
             let stable = Task { [weak self] in
                 try? await Task.sleep(for: .seconds(10))
@@ -164,6 +215,7 @@ public actor ManagedKernel {
             _ = stable
         } catch {
             lifecycle.died(reason: error.message)
+            await connection?.discardHeldRequests()
             if let connection { await connection.broadcast(await connection.statusMessage("dead", reason: error.message)) }
             await stopProcess(restart: false)
         }
@@ -192,25 +244,33 @@ public actor ManagedKernel {
             throw GatewayError(.conflict, "Kernel \(id) is \(lifecycle.restState ?? "busy") and cannot be restarted now")
         }
         watcher?.cancel()
+        await connection?.holdRequests()
         if let connection { await connection.broadcast(await connection.statusMessage("restarting")) }
         await stopProcess(restart: true)
         do {
             try await launchAndWait(timeout: configuration.kernelLaunchTimeout)
         } catch {
             lifecycle.died(reason: error.message)
+            await connection?.discardHeldRequests()
             if let connection { await connection.broadcast(await connection.statusMessage("dead", reason: error.message)) }
             await stopProcess(restart: false)
             throw error
         }
         lifecycle.started()
         if let connection { await connection.broadcast(await connection.statusMessage("starting")) }
+        await connection?.releaseRequests()
         consecutiveRestarts = 0
         watchForDeath()
     }
 
     /// Stops the kernel for good and releases everything it held.
     func shutdown() async {
-        guard lifecycle.beginTermination() else { return }
+        guard lifecycle.beginTermination() else {
+            // Already dead (restart limit reached): the process is gone, but its clients and
+            // sockets are still open and must be released too.
+            if lifecycle.isDead { await connection?.close() }
+            return
+        }
         watcher?.cancel()
         await stopProcess(restart: false)
         lifecycle.died(reason: "shut down")

@@ -29,7 +29,13 @@ struct ChannelsWebSocket {
         guard authenticator.isAuthorized(request) else {
             return .refuse(GatewayError.unauthorized)
         }
-        guard let kernel = try? await registry.kernel(id), let connection = await kernel.connection else {
+        let kernel: ManagedKernel
+        do {
+            kernel = try await registry.kernel(id)
+        } catch {
+            return .refuse(error)
+        }
+        guard let connection = await kernel.connection else {
             return .refuse(GatewayError.kernelNotFound(id))
         }
         if await kernel.isDead { return .refuse(GatewayError(.notFound, "Kernel \(id) is dead")) }

@@ -26,7 +26,11 @@ struct KernelSpecRoutes {
 
     func list(_ request: Request, _ context: GatewayRequestContext) throws -> Response {
         var all: [String: Any] = [:]
-        for (name, spec) in specs.all { all[name] = try model(spec) }
+        let user = Self.userFilter(request)
+        for (name, spec) in specs.all {
+            if let user, !KernelAuthorization.isVisible(spec, to: user, configuration: configuration) { continue }
+            all[name] = try model(spec)
+        }
         var defaultName = configuration.defaultKernelName
         if specs.spec(named: defaultName) == nil, let first = specs.all.keys.sorted().first { defaultName = first }
         var out: [String: Any] = [:]
@@ -40,7 +44,16 @@ struct KernelSpecRoutes {
         guard let spec = specs.spec(named: name.removingPercentEncoding ?? name) else {
             throw GatewayError.notFound("Kernel spec \(name) not found")
         }
+        if let user = Self.userFilter(request), !KernelAuthorization.isVisible(spec, to: user, configuration: configuration) {
+            throw GatewayError.forbidden("User \(user) is not authorized to use kernel spec \(spec.name)")
+        }
         return try HTTPHelpers.json(try model(spec))
+    }
+
+    /// EG's `?user=` query argument (first value; empty means no filter).
+    static func userFilter(_ request: Request) -> String? {
+        guard let user = request.uri.queryParameters.get("user"), !user.isEmpty else { return nil }
+        return user
     }
 
     /// Serves a file of the spec's directory. The path is decoded once and must name a file
