@@ -254,6 +254,24 @@ def test_kg_setting_response_metadata(tmp_path_factory):
         gw.stop()
 
 
+def test_static_path(tmp_path_factory):
+    """KG's TestPublicStatic: KG_STATIC_PATH files under /public/."""
+    gw = start(tmp_path_factory, "kg_static", env={"KG_API": "notebook-http", "KG_SEED_URI": nb("kg_simple_api.ipynb"),
+                                                   "KG_STATIC_PATH": str(REPO / "tests" / "fixtures" / "public")})
+    try:
+        r = gw.get("public/index.html")
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
+        assert r.content == (REPO / "tests" / "fixtures" / "public" / "index.html").read_bytes()
+        assert_json_error(gw.get("public/missing.html"), [404])
+        status, _, data = gw.raw("GET", "/public/../notebooks/pool.ipynb")
+        assert status in (400, 404) and b"cells" not in data
+        status, _, data = gw.raw("GET", "/public/%2e%2e/notebooks/pool.ipynb")
+        assert status in (400, 404) and b"cells" not in data
+        assert gw.get("name").text == "Test Name\n"  # the notebook is still served beside it
+    finally:
+        gw.stop()
+
+
 def test_force_kernel_name(tmp_path_factory):
     """KG's TestForceKernel: a notebook for an unknown kernel runs on the forced one."""
     gw = start(tmp_path_factory, "kg_force",
@@ -595,6 +613,12 @@ def test_bad_mode_settings_fail_at_startup():
     assert "needs a notebook" in run_expecting_failure(["--api", "notebook-http"])
     assert "mounted twice" in run_expecting_failure(["--notebook", f"/a={nb('pool.ipynb')}", "--notebook", f"/a/={nb('dashboard.ipynb')}"])
     assert "--notebook needs" in run_expecting_failure(["--api", "jupyter-websocket", "--notebook", nb("pool.ipynb")])
+    assert "must not be negative" in run_expecting_failure(["--seed-uri", nb("pool.ipynb"), "--api", "notebook-http",
+                                                            "--prespawn-count=-1"])
+    assert "must be positive" in run_expecting_failure(["--seed-uri", nb("pool.ipynb"), "--api", "notebook-http",
+                                                        "--notebook-http-timeout", "0"])
+    assert "true or false" in run_expecting_failure(["--seed-uri", nb("pool.ipynb"), "--api", "notebook-http",
+                                                     "--allow-notebook-download", "maybe"])
 
 
 def processes_using(directory: Path) -> list[int]:

@@ -34,6 +34,8 @@ public struct NotebookHTTPConfiguration: Sendable {
     public var forceKernelName = ""
     /// KG_ALLOW_NOTEBOOK_DOWNLOAD: serve `<prefix>/_api/source`.
     public var allowNotebookDownload = false
+    /// KG_STATIC_PATH: files under this directory are served at `/public/…` (under the base URL).
+    public var staticPath: String?
     /// Default time a request may take (waiting for a kernel, and running); a cell's
     /// `# Timeout: <seconds>` line overrides it for its endpoint.
     public var requestTimeout: Duration = .seconds(60)

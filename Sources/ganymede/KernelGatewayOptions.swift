@@ -18,6 +18,8 @@ struct KernelGatewayOptions: ParsableArguments {
     var forceKernelName: String?
     @Option(name: .customLong("allow-notebook-download"), help: "notebook-http: serve <prefix>/_api/source (true|false). Env: KG_ALLOW_NOTEBOOK_DOWNLOAD. Default false.")
     var allowNotebookDownload: String?
+    @Option(name: .customLong("static-path"), help: "notebook-http: serve the files of this directory at /public/. Env: KG_STATIC_PATH.")
+    var staticPath: String?
     @Option(name: .customLong("notebook"), help: "notebook-http: serve a notebook under a URL prefix, [PREFIX=]PATH, e.g. /sales=dash/sales.ipynb (repeatable; implies --api notebook-http). Env: GANYMEDE_NOTEBOOKS (comma list).")
     var notebooks: [String] = []
     @Option(name: .customLong("notebook-http-timeout"), help: "notebook-http: seconds a request may take; a cell line '# Timeout: <s>' overrides it per endpoint. Env: GANYMEDE_NOTEBOOK_HTTP_TIMEOUT. Default 60.")
@@ -98,6 +100,7 @@ struct KernelGatewayOptions: ParsableArguments {
                 c.reloadInterval = s > 0 ? .milliseconds(Int64(s * 1000)) : nil
             }
             c.maxBodySize = gateway.configuration.maxRequestBodySize
+            c.staticPath = staticPath ?? settings.string("static_path", env: ["KG_STATIC_PATH"])
             do {
                 let personality = try NotebookHTTPPersonality(settings: c, gateway: gateway)
                 return gateway.makeServices(personality: personality, onServerRunning: onServerRunning)
