@@ -36,14 +36,6 @@ extension Gateway {
         let decide: GatewayServerChannel.Decide = { request, _ in
             .refuse(GatewayError(.notFound, "No WebSocket endpoint at \(request.uri.path)"))
         }
-        let maxFrameSize = c.maxWebSocketMessageSize
-        let server = HTTPServerBuilder { responder in
-            GatewayServerChannel(responder: responder, decide: decide, maxFrameSize: maxFrameSize)
-        }
-        let appConfiguration = ApplicationConfiguration(address: BindAddress.hostname(c.ip, port: c.port), serverName: nil)
-        let running: @Sendable (any NIOCore.Channel) async -> Void = { channel in
-            await onServerRunning(channel.localAddress?.port ?? c.port)
-        }
-        return Application(router: router, server: server, configuration: appConfiguration, onServerRunning: running, logger: logger)
+        return application(router: router, decide: decide, onServerRunning: onServerRunning)
     }
 }

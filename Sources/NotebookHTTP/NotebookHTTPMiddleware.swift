@@ -60,7 +60,7 @@ struct NotebookHTTPMiddleware: RouterMiddleware {
         var segments: [String] = []
         for raw in rest.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
             let bytes = RequestBundle.percentDecoded(Array(raw.utf8), plusIsSpace: false)
-            guard let segment = String(validatingUTF8Bytes: bytes) else {
+            guard let segment = String(validatingUTF8: bytes) else {
                 throw GatewayError(.badRequest, "The path is not valid UTF-8 after percent-decoding")
             }
             segments.append(segment)

@@ -12,7 +12,7 @@ public enum RequestBundle {
     /// (KG answers 500 to it).
     public static func make(body: [UInt8], query: String?, pathParameters: [(name: String, value: String)],
                             headers: HTTPFields) throws(GatewayError) -> OrderedJSON {
-        guard let text = String(validatingUTF8Bytes: body) else {
+        guard let text = String(validatingUTF8: body) else {
             throw GatewayError(.badRequest, "Request body is not valid UTF-8")
         }
         let contentType = headers[values: .contentType].joined(separator: ",")
@@ -60,7 +60,7 @@ public enum RequestBundle {
 
     static func decodeComponent(_ raw: Substring, what: String) throws(GatewayError) -> String {
         let bytes = percentDecoded(Array(raw.utf8), plusIsSpace: true)
-        guard let s = String(validatingUTF8Bytes: bytes) else {
+        guard let s = String(validatingUTF8: bytes) else {
             throw GatewayError(.badRequest, "A \(what) is not valid UTF-8 after percent-decoding")
         }
         return s
@@ -114,22 +114,5 @@ public enum RequestBundle {
             }
         }
         return .object(members)
-    }
-}
-
-extension String {
-    /// Strict UTF-8 decoding: nil for any invalid sequence.
-    init?(validatingUTF8Bytes bytes: [UInt8]) {
-        var iterator = bytes.makeIterator()
-        var decoder = UTF8()
-        var scalars = String.UnicodeScalarView()
-        loop: while true {
-            switch decoder.decode(&iterator) {
-            case .scalarValue(let s): scalars.append(s)
-            case .emptyInput: break loop
-            case .error: return nil
-            }
-        }
-        self = String(scalars)
     }
 }
