@@ -77,6 +77,7 @@ let package = Package(
             name: "NotebookHTTP",
             dependencies: [
                 "GatewayServer", "KernelBridge", "JupyterProtocol",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import REPO, Gateway, KernelTracker, KernelWS, assert_json_error, execute_ok, wait_until
-from test_notebook_http import nb, run_expecting_failure
+from test_notebook_http import nb, notebook_server, run_expecting_failure  # noqa: F401 (fixture)
 
 
 def start(tmp_path_factory, name, env):
@@ -86,3 +86,16 @@ def test_force_kernel_name(tmp_path_factory):
 def test_prespawn_beyond_max_kernels_fails_at_startup():
     out = run_expecting_failure([], env={"KG_PRESPAWN_COUNT": "3", "KG_MAX_KERNELS": "2"})
     assert "Cannot prespawn 3 kernels" in out
+
+
+def test_seed_notebook_from_url(tmp_path_factory, notebook_server):
+    """KG's TestRemoteSeedURI, with the notebook served on loopback instead of a gist."""
+    gw = start(tmp_path_factory, "ws_seed_url", {"KG_SEED_URI": f"{notebook_server}/kg_zen.ipynb"})
+    t = KernelTracker(gw)
+    try:
+        kid = t.create()["id"]
+        with KernelWS(gw, kid) as ws:
+            assert "Gur Mra bs Clguba" in execute_ok(ws, "print(this.s)", timeout=90).stdout
+    finally:
+        t.cleanup()
+        gw.stop()

@@ -645,3 +645,36 @@ def test_failing_seed_cells_stop_the_gateway_and_its_kernels(tmp_path):
                                 env={"JUPYTER_RUNTIME_DIR": str(runtime)}, timeout=120)
     assert "not_a_module_anywhere" in out
     wait_until(lambda: not processes_using(runtime), 10, what="the seeded kernels to be gone")
+
+
+# --------------------------------------------------------------------------- notebooks from a URL
+
+
+@pytest.fixture(scope="module")
+def notebook_server():
+    """The fixture notebooks over HTTP on 127.0.0.1 (KG_SEED_URI may be an http(s) URL)."""
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(NOTEBOOKS))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+def test_notebook_from_url(tmp_path_factory, notebook_server):
+    gw = start(tmp_path_factory, "nb_url", args=["--api", "notebook-http", "--seed-uri", f"{notebook_server}/kg_simple_api.ipynb"])
+    try:
+        assert gw.get("name").text == "Test Name\n"
+        assert gw.get("_api/spec/swagger.json").json()["info"]["title"] == "kg_simple_api"
+    finally:
+        gw.stop()
+
+
+def test_unreachable_notebook_url_fails_at_startup(notebook_server):
+    out = run_expecting_failure(["--api", "notebook-http", "--seed-uri", f"{notebook_server}/no_such.ipynb"])
+    assert "HTTP 404" in out

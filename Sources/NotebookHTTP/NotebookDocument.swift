@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 
 /// The parts of an nbformat 4 notebook that notebook-http and seeding use: cells in order
@@ -65,6 +66,33 @@ public struct NotebookDocument: Sendable {
             throw NotebookError(error.message, path: local)
         }
     }
+
+    /// Loads a notebook from a local path, a `file://` URI or an `http(s)://` URL (KG's
+    /// `_load_notebook`, which uses `requests.get(uri, timeout=200)` and fails on an HTTP error).
+    public static func load(uri: String) async throws(NotebookError) -> NotebookDocument {
+        let lower = uri.lowercased()
+        guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else { return try load(path: uri) }
+        let body: [UInt8]
+        do {
+            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: uri), timeout: .seconds(200))
+            guard response.status == .ok else {
+                throw NotebookError("could not be downloaded: HTTP \(response.status.code)", path: uri)
+            }
+            body = Array(try await response.body.collect(upTo: maxDownload).readableBytesView)
+        } catch let error as NotebookError {
+            throw error
+        } catch {
+            throw NotebookError("could not be downloaded: \(error)", path: uri)
+        }
+        do {
+            return try parse(body)
+        } catch {
+            throw NotebookError(error.message, path: uri)
+        }
+    }
+
+    /// Largest notebook accepted from a URL.
+    static let maxDownload = 64 << 20
 
     static func localPath(_ uri: String) -> String {
         if uri.hasPrefix("file://") { return String(uri.dropFirst("file://".count)).removingPercentEncoding ?? uri }

@@ -18,14 +18,15 @@ public struct NotebookHTTPPersonality: GatewayPersonality {
     let logger: Logger
 
     /// Loads every notebook; throws the first that cannot be served (KG refuses to start too).
-    public init(settings: NotebookHTTPConfiguration, gateway: Gateway) throws(NotebookError) {
+    public init(settings: NotebookHTTPConfiguration, gateway: Gateway) async throws(NotebookError) {
         var seen: Set<String> = []
         var mounts: [NotebookMount] = []
         for mount in settings.mounts {
             guard seen.insert(mount.prefix).inserted else {
                 throw NotebookError("prefix \(mount.prefix) is mounted twice", path: mount.path)
             }
-            mounts.append(try NotebookMount(prefix: mount.prefix, path: mount.path, settings: settings,
+            let document = try await NotebookDocument.load(uri: mount.path)
+            mounts.append(try NotebookMount(prefix: mount.prefix, path: mount.path, document: document, settings: settings,
                                             registry: gateway.registry, logger: gateway.logger))
         }
         guard !mounts.isEmpty else {

@@ -31,9 +31,10 @@ public actor NotebookMount {
     private var lastAttempt: [UInt8]
     private var fileStamp: FileStamp?
 
-    /// Loads the notebook (throws if it cannot be served) without starting kernels yet.
-    public init(prefix: String, path: String, settings: NotebookHTTPConfiguration, registry: KernelRegistry,
-                logger: Logger) throws(NotebookError) {
+    /// Checks that the loaded notebook can be served (throws if not) without starting kernels
+    /// yet. Local files are watched for changes; URLs are read once.
+    public init(prefix: String, path: String, document: NotebookDocument, settings: NotebookHTTPConfiguration,
+                registry: KernelRegistry, logger: Logger) throws(NotebookError) {
         self.prefix = prefix
         self.path = path
         self.settings = settings
@@ -41,15 +42,10 @@ public actor NotebookMount {
         var logger = logger
         logger[metadataKey: "notebook"] = "\(path)"
         self.logger = logger
-        let definition = try Self.load(path: path, settings: settings, registry: registry)
+        let definition = try Self.definition(document, path: path, settings: settings, registry: registry)
         current = Generation(number: 1, definition: definition, pool: Self.pool(for: definition, settings: settings, registry: registry, logger: logger))
         lastAttempt = definition.document.bytes
         fileStamp = FileStamp(path: NotebookDocument.localPath(path))
-    }
-
-    static func load(path: String, settings: NotebookHTTPConfiguration, registry: KernelRegistry) throws(NotebookError) -> NotebookDefinition {
-        let document = try NotebookDocument.load(path: path)
-        return try definition(document, path: path, settings: settings, registry: registry)
     }
 
     static func definition(_ document: NotebookDocument, path: String, settings: NotebookHTTPConfiguration,

@@ -31,10 +31,10 @@ public struct SeedingStartHook: KernelStartHook {
         self.seedTimeout = seedTimeout
     }
 
-    /// Loads `KG_SEED_URI` (a local notebook); throws when it cannot be read or needs a kernel
-    /// that is not installed (KG: `NoSuchKernel` at startup).
-    public static func loadSeed(uri: String, configuration: GatewayConfiguration, specs: KernelSpecStore) throws(NotebookError) -> Seed {
-        let document = try NotebookDocument.load(path: uri)
+    /// Loads `KG_SEED_URI` (a local notebook or an http(s) URL); throws when it cannot be read or
+    /// needs a kernel that is not installed (KG: `NoSuchKernel` at startup).
+    public static func loadSeed(uri: String, configuration: GatewayConfiguration, specs: KernelSpecStore) async throws(NotebookError) -> Seed {
+        let document = try await NotebookDocument.load(uri: uri)
         let name = configuration.forceKernelName.isEmpty ? (document.kernelName ?? "") : configuration.forceKernelName
         guard !name.isEmpty else { throw NotebookError("names no kernel (metadata.kernelspec.name)", path: uri) }
         guard specs.spec(named: name) != nil else {

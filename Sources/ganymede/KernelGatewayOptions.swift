@@ -10,7 +10,7 @@ import ServiceLifecycle
 struct KernelGatewayOptions: ParsableArguments {
     @Option(name: .customLong("api"), help: "jupyter-websocket (default) or notebook-http; KG's module names kernel_gateway.jupyter_websocket / kernel_gateway.notebook_http work too. Env: KG_API.")
     var api: String?
-    @Option(name: .customLong("seed-uri"), help: "Notebook (local path or file:// URI). jupyter-websocket: its code cells run in every new kernel of its kernelspec. notebook-http: the notebook served at the root. Env: KG_SEED_URI.")
+    @Option(name: .customLong("seed-uri"), help: "Notebook (local path, file:// URI or http(s) URL). jupyter-websocket: its code cells run in every new kernel of its kernelspec. notebook-http: the notebook served at the root. Env: KG_SEED_URI.")
     var seedURI: String?
     @Option(name: .customLong("prespawn-count"), help: "jupyter-websocket: kernels kept started (and seeded) for POST /api/kernels. notebook-http: kernels per notebook (default 1). Env: KG_PRESPAWN_COUNT.")
     var prespawnCount: Int?
@@ -20,7 +20,7 @@ struct KernelGatewayOptions: ParsableArguments {
     var allowNotebookDownload: String?
     @Option(name: .customLong("static-path"), help: "notebook-http: serve the files of this directory at /public/. Env: KG_STATIC_PATH.")
     var staticPath: String?
-    @Option(name: .customLong("notebook"), help: "notebook-http: serve a notebook under a URL prefix, [PREFIX=]PATH, e.g. /sales=dash/sales.ipynb (repeatable; implies --api notebook-http). Env: GANYMEDE_NOTEBOOKS (comma list).")
+    @Option(name: .customLong("notebook"), help: "notebook-http: serve a notebook under a URL prefix, [PREFIX=]PATH (or URL), e.g. /sales=dash/sales.ipynb (repeatable; implies --api notebook-http). Env: GANYMEDE_NOTEBOOKS (comma list).")
     var notebooks: [String] = []
     @Option(name: .customLong("notebook-http-timeout"), help: "notebook-http: seconds a request may take; a cell line '# Timeout: <s>' overrides it per endpoint. Env: GANYMEDE_NOTEBOOK_HTTP_TIMEOUT. Default 60.")
     var requestTimeout: Double?
@@ -67,7 +67,7 @@ struct KernelGatewayOptions: ParsableArguments {
         case .jupyterWebsocket:
             var seed: SeedingStartHook.Seed?
             if let seedURI {
-                seed = try SeedingStartHook.loadSeed(uri: seedURI, configuration: gateway.configuration, specs: gateway.registry.specs)
+                seed = try await SeedingStartHook.loadSeed(uri: seedURI, configuration: gateway.configuration, specs: gateway.registry.specs)
             }
             var pool: PrespawnPool?
             if let prespawn, prespawn > 0 {
@@ -102,7 +102,7 @@ struct KernelGatewayOptions: ParsableArguments {
             c.maxBodySize = gateway.configuration.maxRequestBodySize
             c.staticPath = staticPath ?? settings.string("static_path", env: ["KG_STATIC_PATH"])
             do {
-                let personality = try NotebookHTTPPersonality(settings: c, gateway: gateway)
+                let personality = try await NotebookHTTPPersonality(settings: c, gateway: gateway)
                 return gateway.makeServices(personality: personality, onServerRunning: onServerRunning)
             } catch {
                 throw ValidationError(error.description)
