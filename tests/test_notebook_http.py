@@ -366,6 +366,21 @@ def test_dead_kernel_is_replaced(pool_gw):
     assert all(pool_gw.get("counter").status_code == 200 for _ in range(3))
 
 
+def test_kernel_killed_while_idle_is_replaced_without_failing_requests(pool_gw):
+    import signal
+    before = set(pids_seen(pool_gw, 3))
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: not alive(victim), 10, what="the killed kernel to exit")
+    time.sleep(1)  # the gateway notices the exit (and restarts the process, which the pool replaces)
+    for _ in range(6):
+        r = pool_gw.get("pid")
+        assert r.status_code == 200, r.text
+    now = wait_until(lambda: (lambda p: len(p) == 3 and victim not in p and p)(set(pids_seen(pool_gw, 3))), 60,
+                     interval=0.5, what="a replacement kernel")
+    assert len(now & before) == 2
+
+
 def test_traceback_when_allowed(pool_gw):
     r = pool_gw.get("traceback")
     assert r.status_code == 500

@@ -112,7 +112,15 @@ public actor KernelPool {
     /// Borrows a kernel, waiting up to `timeout` for one (503 after that).
     public func acquire(timeout: Duration) async throws -> KernelRunner {
         guard !closed else { throw GatewayError(.serviceUnavailable, "This notebook version is no longer served") }
-        if !idle.isEmpty { return idle.removeFirst() }
+        while !idle.isEmpty {
+            let runner = idle.removeFirst()
+            // A kernel can die or be culled while it waits in the pool: replace it, try the next.
+            guard await runner.deathReason != nil else { return runner }
+            if members.removeValue(forKey: runner.kernel.id) != nil {
+                logger.warning("idle pool kernel died; replacing it", metadata: ["kernel_id": "\(runner.kernel.id)"])
+                background.append(Task { await self.replace(runner) })
+            }
+        }
         let id = nextWaiter
         nextWaiter += 1
         let timer = Task { [weak self] in
