@@ -44,6 +44,7 @@ REQUIREMENTS="ipykernel
 jupyter_client
 jupyter_server
 nbclient
+papermill
 nbformat
 websocket-client
 requests

@@ -119,8 +119,11 @@ def test_max_kernels_concurrent_posts(gateway_factory):
         for r in results:
             if r.status_code == 403:
                 body = assert_json_error(r, [403])
-                text = f"{body.get('reason')} {body.get('message')}"
-                assert "Resource Limit" in text or "max kernels" in text, body
+                # EG: the handler's "Resource Limit", or the manager's text while starts are pending
+                assert body.get("reason") == "Forbidden", body
+                assert body.get("message") == "Resource Limit" or re.fullmatch(
+                    r"A max kernels limit has been set to 5 and there are currently \d+ active and pending kernels\.",
+                    body.get("message", "")), body
         assert len(gw.get("api/kernels").json()) == 5
         assert post_kernel(gw, KERNEL_USERNAME="late").status_code == 403
     finally:
@@ -143,13 +146,14 @@ def test_max_kernels_per_user_concurrent_posts(gateway_factory):
         for r in results[:6]:
             if r.status_code == 403:
                 body = assert_json_error(r, [403])
-                assert "alice" in f"{body.get('reason')} {body.get('message')}", body
+                assert body.get("reason") == "Forbidden", body
+                assert re.fullmatch(r"A max kernels per user limit has been set to 2 and user 'alice' currently has "
+                                    r"\d+ active and pending kernels\.", body.get("message", "")), body
     finally:
         delete_created(gw, results)
     assert gw.get("api/kernels").json() == []
 
 
-@pytest.mark.xfail(strict=True, reason="findings.md F1: limit 403s use reason 'Resource Limit' and texts EG never sends")
 def test_limit_messages_match_eg(gateway_factory):
     """The 403 bodies are EG's: {"reason": "Forbidden", "message": ...} with EG's texts."""
     gw = gateway_factory("limits_text", env={"EG_MAX_KERNELS": "2", "EG_MAX_KERNELS_PER_USER": "1"})
@@ -230,8 +234,6 @@ def test_launch_timeout_gateway_default(gateway_factory):
     assert 2.8 <= elapsed < 25, f"EG_KERNEL_LAUNCH_TIMEOUT=3 answered after {elapsed:.1f}s"
 
 
-@pytest.mark.xfail(strict=True, reason="findings.md F3: after a launch timeout the POST waits ~10 s more "
-                   "(shutdown_request wait, then SIGTERM wait) before the SIGKILL and the answer")
 def test_launch_timeout_answers_promptly(spec_gateway):
     """The error comes within the timeout plus EG's kill budget, not 10 s later."""
     elapsed = _hang(spec_gateway, "2")
@@ -314,7 +316,6 @@ def test_root_refused_by_default(users_gateway):
     assert_eg_auth_403(r, "root", PY_DISPLAY, NOT_AUTHORIZED)
 
 
-@pytest.mark.xfail(strict=True, reason="findings.md F2: Ganymede repeats the refusal text in `message`; EG sends \"\"")
 def test_auth_403_body_is_exactly_eg_s(users_gateway):
     """log_and_raise(403, reason=text) -> JSONErrorsMixin: {"reason": text, "message": ""}."""
     r = post_kernel(users_gateway, AUTH_SPEC, KERNEL_USERNAME="bad_guy")
@@ -470,7 +471,9 @@ def test_cull_idle_kernels_only(gateway_factory):
     try:
         # Each kernel is set up right after its start: the 2 s timeout runs from its last activity.
         busy = t.create("python3", env={"KERNEL_USERNAME": "alice"})["id"]
-        _start_busy(gw, busy, 12)
+        busy_for = 15
+        _start_busy(gw, busy, busy_for)
+        busy_until = time.monotonic() + busy_for - 1.5
         connected = t.create("python3", env={"KERNEL_USERNAME": "alice"})["id"]
         conn_ws = KernelWS(gw, connected)
         execute_ok(conn_ws, "pass")
@@ -487,12 +490,13 @@ def test_cull_idle_kernels_only(gateway_factory):
         assert idle not in [k["id"] for k in gw.get("api/kernels").json()]
         wait_until(lambda: not any(alive(p) for p in idle_pids), 10, what="the culled kernel's process to exit")
         # keep watching the other two for a while after the idle one went
-        while time.monotonic() - t0 < 5:
+        assert time.monotonic() < busy_until, "the machine is too slow for this test's timing"
+        while time.monotonic() < min(t0 + 5, busy_until):
             assert _status(gw, busy) == 200, "a busy kernel was culled with cull_busy off"
             assert _status(gw, connected) == 200, "a connected kernel was culled with cull_connected off"
             time.sleep(0.5)
         # the sleep ends, the kernel goes idle and is culled in turn
-        wait_until(lambda: _status(gw, busy) == 404, 20, interval=0.2, what="the formerly busy kernel to be culled")
+        wait_until(lambda: _status(gw, busy) == 404, busy_for + 10, interval=0.2, what="the formerly busy kernel to be culled")
         assert _status(gw, connected) == 200
         conn_ws.close()
         wait_until(lambda: _status(gw, connected) == 404, 12, interval=0.2,

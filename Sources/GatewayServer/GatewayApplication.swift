@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
 import JupyterProtocol
 import Logging
@@ -46,12 +47,15 @@ public struct Gateway: Sendable {
         let c = configuration
         let authenticator = TokenAuthenticator(token: c.authToken)
         let base = String(c.baseURL.dropLast())  // "" or "/prefix"
-        let swaggerPaths: Set<String> = ["\(base)/api/swagger.yaml", "\(base)/api/swagger.json"]
+        var publicPaths: Set<String> = [
+            "\(base)/api/swagger.yaml", "\(base)/api/swagger.json", "\(base)/api/health", "\(base)/api/health/ready",
+        ]
+        if c.metricsPublic { publicPaths.insert("\(base)/metrics") }
 
         let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: CORSHeadersMiddleware(configuration: c))
-        router.add(middleware: AuthMiddleware(authenticator: authenticator, publicPaths: swaggerPaths))
+        router.add(middleware: AuthMiddleware(authenticator: authenticator, publicPaths: publicPaths))
 
         let api = base.isEmpty ? router.group() : router.group(RouterPath(base))
         let sessionStore = SessionStore()
@@ -72,6 +76,10 @@ public struct Gateway: Sendable {
         api.get("api/swagger.json") { _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: swaggerJSON)))
         }
+        let health = HealthRoutes(registry: registry, startedAt: Date())
+        api.get("api/health", use: health.liveness)
+        api.get("api/health/ready", use: health.readiness)
+        api.get("metrics", use: health.metrics)
         api.get("api/kernelspecs", use: specs.list)
         api.get("api/kernelspecs/:name", use: specs.get)
         let resourcePrefix = "\(base)/kernelspecs/"
@@ -107,8 +115,11 @@ public struct Gateway: Sendable {
                      onServerRunning: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
         let c = configuration
         let maxFrameSize = c.maxWebSocketMessageSize
+        let tls = c.tls
         let server = HTTPServerBuilder { responder in
-            GatewayServerChannel(responder: responder, decide: decide, maxFrameSize: maxFrameSize)
+            let plain = GatewayServerChannel(responder: responder, decide: decide, maxFrameSize: maxFrameSize)
+            guard let tls else { return plain }
+            return try TLSChannel(plain, tlsConfiguration: tls)
         }
         let appConfiguration = ApplicationConfiguration(address: BindAddress.hostname(c.ip, port: c.port), serverName: nil)
         let running: @Sendable (any NIOCore.Channel) async -> Void = { channel in

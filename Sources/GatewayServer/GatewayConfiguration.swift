@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 
 /// Everything the gateway can be configured with. Filled by the executable from flags,
 /// then environment (EG_*, KG_*, GANYMEDE_*), then an optional YAML file.
@@ -64,6 +65,11 @@ public struct GatewayConfiguration: Sendable {
     /// empty allow list admits everyone. See `KernelAuthorization`.
     public var authorizedUsers: Set<String> = []
     public var unauthorizedUsers: Set<String> = ["root"]
+    /// Serve `/metrics` without the auth token (for a Prometheus that cannot send one).
+    public var metricsPublic = false
+    /// HTTPS and WSS when set (EG_CERTFILE / EG_KEYFILE, and EG_CLIENT_CA for client
+    /// certificates); see `TLSSettings.load`.
+    public var tls: TLSConfiguration?
     /// Largest accepted WebSocket message and REST body.
     public var maxWebSocketMessageSize = 64 << 20
     public var maxRequestBodySize = 1 << 20

@@ -2,6 +2,13 @@
 public enum WebSocketPayload: Sendable, Equatable {
     case text([UInt8])
     case binary([UInt8])
+
+    /// Bytes in the frame payload.
+    public var count: Int {
+        switch self {
+        case .text(let b), .binary(let b): b.count
+        }
+    }
 }
 
 /// The kernel WebSocket protocols jupyter_server speaks

@@ -229,6 +229,13 @@ public actor KernelConnection {
     /// How long a disconnected session's messages are kept.
     public var replayTTL: Duration = .seconds(600)
     static let maxOfflineSessions = 32
+    /// Messages dropped from replay buffers since the kernel started (for metrics).
+    public private(set) var replayDroppedTotal = 0
+
+    /// What the replay buffers hold right now, over all disconnected sessions.
+    public var replayBuffered: (sessions: Int, messages: Int, bytes: Int) {
+        offline.values.reduce((offline.count, 0, 0)) { ($0.0, $0.1 + $1.messages.count, $0.2 + $1.bytes) }
+    }
 
     public func setReplayLimits(messages: Int, bytes: Int, ttl: Duration) {
         replayLimits = (messages, bytes)
@@ -242,6 +249,7 @@ public actor KernelConnection {
         while buffer.messages.count > replayLimits.messages || (buffer.bytes > replayLimits.bytes && buffer.messages.count > 1) {
             buffer.bytes -= Self.byteCount(buffer.messages.removeFirst().message)
             buffer.dropped += 1
+            replayDroppedTotal += 1
         }
         offline[session] = buffer
     }

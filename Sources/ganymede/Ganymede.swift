@@ -70,12 +70,22 @@ struct Ganymede: AsyncParsableCommand {
     var replayBufferBytes: Int?
     @Option(name: .customLong("replay-buffer-ttl"), help: "Seconds a disconnected session's buffer is kept. Env: GANYMEDE_REPLAY_BUFFER_TTL. Default 600.")
     var replayBufferTTL: Double?
+    @Option(name: .customLong("metrics-public"), help: "Serve /metrics without the auth token (true|false). Env: GANYMEDE_METRICS_PUBLIC. Default false.")
+    var metricsPublic: String?
+    @Option(name: .customLong("certfile"), help: "PEM certificate (chain): serve HTTPS and WSS. Env: EG_CERTFILE, KG_CERTFILE.")
+    var certFile: String?
+    @Option(name: .customLong("keyfile"), help: "PEM private key for --certfile. Env: EG_KEYFILE, KG_KEYFILE.")
+    var keyFile: String?
+    @Option(name: .customLong("client-ca"), help: "PEM CA: require client certificates signed by it (mutual TLS). Env: EG_CLIENT_CA, KG_CLIENT_CA.")
+    var clientCA: String?
     @Option(name: .customLong("runtime-dir"), help: "Directory for connection files and kernel logs (created 0700). Env: GANYMEDE_RUNTIME_DIR, JUPYTER_RUNTIME_DIR.")
     var runtimeDir: String?
     @Option(help: "YAML config file (keys as the long flag names with underscores, e.g. base_url: /gw/). Env: GANYMEDE_CONFIG.")
     var config: String?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical. Env: EG_LOG_LEVEL, GANYMEDE_LOG_LEVEL. Default info.")
     var logLevel: String?
+    @Option(name: .customLong("log-format"), help: "text|json (one JSON object per line). Env: GANYMEDE_LOG_FORMAT. Default text.")
+    var logFormat: String?
     @OptionGroup(title: "Kernel Gateway modes")
     var kernelGateway: KernelGatewayOptions
 
@@ -132,6 +142,22 @@ struct Ganymede: AsyncParsableCommand {
         if let v = unauthorizedUsers ?? settings.stringAllowingEmpty("unauthorized_users", env: ["EG_UNAUTHORIZED_USERS"]) {
             c.unauthorizedUsers = Set(Settings.list(v))
         }
+        let cert = certFile ?? settings.string("certfile", env: ["EG_CERTFILE", "KG_CERTFILE"])
+        let key = keyFile ?? settings.string("keyfile", env: ["EG_KEYFILE", "KG_KEYFILE"])
+        let ca = clientCA ?? settings.string("client_ca", env: ["EG_CLIENT_CA", "KG_CLIENT_CA"])
+        switch (cert, key) {
+        case (let cert?, let key?):
+            do {
+                c.tls = try TLSSettings.load(certFile: cert, keyFile: key, clientCAFile: ca)
+            } catch {
+                throw ValidationError("TLS: \(error.description)")
+            }
+        case (nil, nil):
+            if ca != nil { throw ValidationError("--client-ca needs --certfile and --keyfile") }
+        default:
+            throw ValidationError("--certfile and --keyfile go together")
+        }
+        if let v = try metricsPublic.map(Settings.parseBool) ?? settings.bool("metrics_public", env: []) { c.metricsPublic = v }
         if let v = try autoRestart.map(Settings.parseBool) ?? settings.bool("auto_restart", env: []) { c.autoRestart = v }
         if let n = try restartLimit ?? settings.int("restart_limit", env: []) {
             guard n >= 0 else { throw ValidationError("restart_limit must be >= 0") }
@@ -151,10 +177,13 @@ struct Ganymede: AsyncParsableCommand {
         kernelGateway.apply(settings, to: &c)
 
         let level = Logger.Level(rawValue: (logLevel ?? settings.string("log_level", env: ["EG_LOG_LEVEL", "KG_LOG_LEVEL"]) ?? "info").lowercased()) ?? .info
+        let formatName = (logFormat ?? settings.string("log_format", env: []) ?? "text").lowercased()
+        guard let format = GatewayLogHandler.Format(rawValue: formatName) else {
+            throw ValidationError("--log-format must be text or json, got '\(formatName)'")
+        }
+        let redactor = GatewayLogHandler.Redactor.fromEnvironment(env, authToken: c.authToken, sensitivePhrases: c.sensitiveEnvKeys)
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            GatewayLogHandler(label: label, level: level, format: format, redactor: redactor)
         }
         let logger = Logger(label: "ganymede")
         if c.authToken.isEmpty && !["127.0.0.1", "localhost", "::1"].contains(c.ip) {
@@ -165,9 +194,9 @@ struct Ganymede: AsyncParsableCommand {
         }
         let gateway = Gateway(configuration: c, logger: logger)
         let specCount = gateway.registry.specs.all.count
-        let (host, base) = (c.ip, c.baseURL)
+        let (host, base, scheme) = (c.ip, c.baseURL, c.tls == nil ? "http" : "https")
         let services = try await kernelGateway.services(settings: settings, gateway: gateway, logger: logger) { port in
-            logger.info("Ganymede \(ganymedeVersion) listening on http://\(host):\(port)\(base) with \(specCount) kernelspec(s)")
+            logger.info("Ganymede \(ganymedeVersion) listening on \(scheme)://\(host):\(port)\(base) with \(specCount) kernelspec(s)")
         }
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -15,7 +15,8 @@ import JupyterProtocol
 ///
 /// Matching is case-sensitive, as in EG.
 enum KernelAuthorization {
-    /// The 403 EG raises through `log_and_raise`, whose text lands in `reason`.
+    /// The 403 EG raises through `log_and_raise`, whose text lands in `reason` with an empty
+    /// `message` (jupyter_server's gateway client shows both).
     static func checkStart(user: String, spec: KernelSpec, configuration: GatewayConfiguration) throws(GatewayError) {
         let config = spec.processProxy?["config"]
         let unauthorized = configuration.unauthorizedUsers.union(users(config?["unauthorized_users"]))
@@ -63,6 +64,6 @@ enum KernelAuthorization {
     private static func refusal(user: String, spec: KernelSpec, clause: String) -> GatewayError {
         let text = "User '\(user)' is \(clause) to start kernel '\(spec.file.displayName)'. "
             + "Ensure KERNEL_USERNAME is set to an appropriate value and retry the request."
-        return GatewayError(.forbidden, reason: text, text)
+        return GatewayError(.forbidden, reason: text, "")
     }
 }

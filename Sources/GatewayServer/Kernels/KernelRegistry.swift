@@ -7,6 +7,7 @@ import Provisioning
 public actor KernelRegistry {
     public nonisolated let configuration: GatewayConfiguration
     public nonisolated let specs: KernelSpecStore
+    public nonisolated let metrics: GatewayMetrics
     private var kernels: [String: ManagedKernel] = [:]
     /// Ids being started: counted so a duplicate KERNEL_ID cannot race in.
     private var pending: Set<String> = []
@@ -21,9 +22,11 @@ public actor KernelRegistry {
     private static let maxCulledRemembered = 10_000
 
     public init(configuration: GatewayConfiguration, specs: KernelSpecStore, logger: Logger,
-                environment: [String: String] = ProcessInfo.processInfo.environment) {
+                environment: [String: String] = ProcessInfo.processInfo.environment,
+                metrics: GatewayMetrics = GatewayMetrics()) {
         self.configuration = configuration
         self.specs = specs
+        self.metrics = metrics
         self.logger = logger
         self.gatewayEnvironment = environment
     }
@@ -44,8 +47,43 @@ public actor KernelRegistry {
 
     public var count: Int { kernels.count }
 
+    /// True once the gateway has begun stopping (no new starts).
+    public var isShuttingDown: Bool { shuttingDown }
+
     /// Starts a kernel and returns once it answers `kernel_info_request`.
     public func start(name: String?, clientEnv: [String: String]?) async throws(GatewayError) -> ManagedKernel {
+        let began = ContinuousClock.now
+        let specName = (name?.isEmpty == false ? name! : configuration.defaultKernelName)
+        do {
+            let kernel = try await startKernel(name: name, clientEnv: clientEnv)
+            metrics.kernelStarted(kernelspec: kernel.spec.name, provisioner: kernel.provisionerName,
+                                  after: ContinuousClock.now - began)
+            return kernel
+        } catch {
+            metrics.kernelStartFailed(kernelspec: specs.spec(named: specName)?.name ?? "unknown", cause: Self.cause(of: error))
+            throw error
+        }
+    }
+
+    /// A short, bounded label for why a start failed (metrics).
+    static func cause(of error: GatewayError) -> String {
+        switch error.status.code {
+        case 400: return "bad_request"
+        case 404: return "not_found"
+        case 409: return "conflict"
+        case 503: return "unavailable"
+        case 501: return "unsupported"
+        case 403: return error.message.hasPrefix("A max kernels") ? "limit" : "unauthorized"
+        default:
+            switch error.reason {
+            case "Kernel launch timeout": return "timeout"
+            case "Kernel died during startup": return "died"
+            default: return "launch"
+            }
+        }
+    }
+
+    private func startKernel(name: String?, clientEnv: [String: String]?) async throws(GatewayError) -> ManagedKernel {
         guard !shuttingDown else { throw GatewayError(.serviceUnavailable, "The gateway is shutting down") }
         let specName = (name?.isEmpty == false ? name! : configuration.defaultKernelName)
         guard let spec = specs.spec(named: specName) else {
@@ -65,13 +103,14 @@ public actor KernelRegistry {
         let username = clientEnv?["KERNEL_USERNAME"] ?? configuration.gatewayUsername
         // Kernels being started are already in `kernels` (registered before the first await
         // below), so concurrent POSTs cannot race past the limits (EG#855, KG#341).
+        // EG's texts (`RemoteMappingKernelManager._enforce_kernel_limits`), reason "Forbidden".
         if let max = configuration.maxKernels, kernels.count >= max {
-            throw GatewayError(.forbidden, reason: "Resource Limit",
-                               "A max kernels restriction has been set to \(max) and that number has been reached.")
+            let n = kernels.count
+            throw GatewayError(.forbidden, "A max kernels limit has been set to \(max) and there are currently \(n) active and pending \(n == 1 ? "kernel" : "kernels").")
         }
-        if let max = configuration.maxKernelsPerUser, kernels.values.filter({ $0.username == username }).count >= max {
-            throw GatewayError(.forbidden, reason: "Resource Limit",
-                               "A max kernels per user restriction has been set to \(max) and user '\(username)' has reached that limit.")
+        let userCount = kernels.values.filter { $0.username == username }.count
+        if let max = configuration.maxKernelsPerUser, userCount >= max {
+            throw GatewayError(.forbidden, "A max kernels per user limit has been set to \(max) and user '\(username)' currently has \(userCount) active and pending \(userCount == 1 ? "kernel" : "kernels").")
         }
         try KernelAuthorization.checkStart(user: username, spec: spec, configuration: configuration)
         let env = KernelEnvironment.build(clientEnv: clientEnv, gatewayEnv: gatewayEnvironment, configuration: configuration,
@@ -83,7 +122,7 @@ public actor KernelRegistry {
         let request = LaunchRequest(kernelID: id, spec: spec, environment: env, runtimeDirectory: configuration.runtimeDirectory,
                                     workingDirectory: clientEnv?["KERNEL_WORKING_DIR"].flatMap { Self.existingDirectory($0) })
         let kernel = ManagedKernel(id: id, spec: spec, username: username, provisioner: provisioner, request: request,
-                                   configuration: configuration, logger: logger)
+                                   configuration: configuration, metrics: metrics, logger: logger)
         pending.insert(id)
         defer { pending.remove(id) }
         kernelLogger.info("starting kernel", metadata: ["kernelspec": "\(spec.name)", "user": "\(username)"])
@@ -145,6 +184,16 @@ public actor KernelRegistry {
         let kernel = try kernel(id)
         await kernel.shutdown()
         kernels.removeValue(forKey: id)
+        metrics.kernelEvent("shutdown", kernelspec: kernel.spec.name)
+    }
+
+    /// Sets the scrape-time gauges from the kernels as they are now.
+    public func sampleMetrics() async {
+        var samples: [GatewayMetrics.KernelSample] = []
+        for kernel in kernels.values {
+            samples.append(await kernel.metricsSample())
+        }
+        metrics.update(kernels: samples)
     }
 
     /// One pass of the idle culler (jupyter_server `cull_kernel_if_idle`): dead kernels go,
@@ -174,6 +223,7 @@ public actor KernelRegistry {
             kernelLogger[metadataKey: "kernel_id"] = "\(kernel.id)"
             kernelLogger.warning("culling kernel", metadata: ["kernelspec": "\(kernel.spec.name)", "reason": "\(record.description)"])
             await kernel.cull(reason: record.description)
+            metrics.kernelEvent("culled", kernelspec: kernel.spec.name)
             kernels.removeValue(forKey: kernel.id)
             remember(kernel.id, record)
         }

@@ -30,6 +30,7 @@ public actor ManagedKernel {
     let provisioner: any KernelProvisioner
     let request: LaunchRequest
     let configuration: GatewayConfiguration
+    let metrics: GatewayMetrics
     var logger: Logger
     public private(set) var connection: KernelConnection?
     private(set) var lifecycle = KernelLifecycle()
@@ -38,8 +39,9 @@ public actor ManagedKernel {
     private var lastActivityFallback = Date()
 
     init(id: String, spec: KernelSpec, username: String, provisioner: any KernelProvisioner, request: LaunchRequest,
-         configuration: GatewayConfiguration, logger: Logger) {
+         configuration: GatewayConfiguration, metrics: GatewayMetrics, logger: Logger) {
         self.id = id
+        self.metrics = metrics
         self.spec = spec
         self.username = username
         self.provisioner = provisioner
@@ -51,6 +53,23 @@ public actor ManagedKernel {
     }
 
     public var isDead: Bool { lifecycle.isDead }
+
+    /// The backend's type name, for metrics and the status page.
+    nonisolated var provisionerName: String { String(describing: type(of: provisioner)) }
+
+    func metricsSample() async -> GatewayMetrics.KernelSample {
+        let a = await activity()
+        var replay = (sessions: 0, messages: 0, bytes: 0)
+        var dropped = 0
+        var bad = 0
+        if let connection {
+            replay = await connection.replayBuffered
+            dropped = await connection.replayDroppedTotal
+            bad = await connection.droppedBadSignatures
+        }
+        return GatewayMetrics.KernelSample(state: a.state, kernelspec: spec.name, user: username, replay: replay,
+                                           replayDropped: dropped, badSignatures: bad)
+    }
 
     /// What the culler looks at: jupyter_server's `execution_state`, `last_activity` and
     /// connection count.
@@ -127,7 +146,7 @@ public actor ManagedKernel {
             watchForDeath()
         } catch {
             lifecycle.died(reason: error.message)
-            await stopProcess(restart: false)
+            await stopProcess(restart: false, everReady: false)
             throw error
         }
     }
@@ -192,6 +211,7 @@ public actor ManagedKernel {
     private func processDied(_ exit: KernelExit) async {
         guard lifecycle.state == .running else { return }
         logger.warning("kernel died", metadata: ["status": "\(exit)"])
+        metrics.kernelEvent("died", kernelspec: spec.name)
         guard autoRestart, consecutiveRestarts < restartLimit else {
             lifecycle.died(reason: "Kernel \(exit); restart limit reached or auto-restart disabled")
             await connection?.broadcast(await connection!.statusMessage("dead", reason: "\(exit)"))
@@ -200,6 +220,7 @@ public actor ManagedKernel {
         }
         consecutiveRestarts += 1
         lifecycle.beginRestart()
+        metrics.kernelEvent("restart_auto", kernelspec: spec.name)
         await connection?.holdRequests()
         if let connection { await connection.broadcast(await connection.statusMessage("restarting", reason: "\(exit)")) }
         do {
@@ -217,7 +238,7 @@ public actor ManagedKernel {
             lifecycle.died(reason: error.message)
             await connection?.discardHeldRequests()
             if let connection { await connection.broadcast(await connection.statusMessage("dead", reason: error.message)) }
-            await stopProcess(restart: false)
+            await stopProcess(restart: false, everReady: false)
         }
     }
 
@@ -244,6 +265,7 @@ public actor ManagedKernel {
             throw GatewayError(.conflict, "Kernel \(id) is \(lifecycle.restState ?? "busy") and cannot be restarted now")
         }
         watcher?.cancel()
+        metrics.kernelEvent("restart_request", kernelspec: spec.name)
         await connection?.holdRequests()
         if let connection { await connection.broadcast(await connection.statusMessage("restarting")) }
         await stopProcess(restart: true)
@@ -253,7 +275,7 @@ public actor ManagedKernel {
             lifecycle.died(reason: error.message)
             await connection?.discardHeldRequests()
             if let connection { await connection.broadcast(await connection.statusMessage("dead", reason: error.message)) }
-            await stopProcess(restart: false)
+            await stopProcess(restart: false, everReady: false)
             throw error
         }
         lifecycle.started()
@@ -277,13 +299,22 @@ public actor ManagedKernel {
     }
 
     /// jupyter_client's shutdown: `shutdown_request` on control, wait, SIGTERM, wait, SIGKILL.
-    private func stopProcess(restart: Bool) async {
+    /// A kernel that never answered `kernel_info` (`everReady: false`) cannot act on a
+    /// `shutdown_request` either: it gets SIGTERM at once and at most a second of grace, so a
+    /// failed start answers promptly (EG: SIGTERM, ~5 s of polls, SIGKILL).
+    private func stopProcess(restart: Bool, everReady: Bool = true) async {
         let provisioner = self.provisioner
         if await provisioner.isAlive() {
-            let content = restart ? #"{"restart":true}"# : #"{"restart":false}"#
-            _ = await connection?.sendOwn(type: "shutdown_request", content: Array(content.utf8), on: .control)
-            let wait = configuration.shutdownWaitTime
-            if await !exited(within: wait) {
+            var wait = configuration.shutdownWaitTime
+            if everReady {
+                let content = restart ? #"{"restart":true}"# : #"{"restart":false}"#
+                _ = await connection?.sendOwn(type: "shutdown_request", content: Array(content.utf8), on: .control)
+            } else {
+                wait = min(wait, .seconds(1))
+            }
+            var gone = false
+            if everReady { gone = await exited(within: wait) }
+            if !gone {
                 await provisioner.terminate()
                 if await !exited(within: wait) {
                     await provisioner.kill()

@@ -94,6 +94,9 @@ struct ChannelsWebSocket {
         logger.debug("websocket connected", metadata: ["session_id": "\(session)", "protocol": "\(proto == .v1 ? "v1" : "legacy")"])
         let maxSize = configuration.maxWebSocketMessageSize
         let logger2 = logger
+        let metrics = registry.metrics
+        metrics.webSocketOpened()
+        defer { metrics.webSocketClosed() }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await message in messages {
@@ -101,6 +104,7 @@ struct ChannelsWebSocket {
                     case .text(let bytes): WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(bytes: bytes))
                     case .binary(let bytes): WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: bytes))
                     }
+                    metrics.relayed(message.channel, .toClient, bytes: frame.data.readableBytes)
                     do {
                         try await outbound.write(.custom(frame))
                     } catch {
@@ -117,6 +121,7 @@ struct ChannelsWebSocket {
                         }
                         switch Result(catching: { () throws(ProtocolError) in try WebSocketCodec.decode(payload, protocol: proto) }) {
                         case .success(let (channel, message)):
+                            metrics.relayed(channel, .toKernel, bytes: payload.count)
                             await connection.send(message, on: channel, from: client)
                         case .failure(let error):
                             logger2.info("dropped invalid message from client", metadata: ["error": "\(error)"])
