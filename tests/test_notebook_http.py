@@ -497,7 +497,7 @@ def test_several_notebooks_under_prefixes(multi_gw):
     assert multi_gw.post("team/hr/hello", data="x").text == "hr got x\n"
     assert multi_gw.get("sales/name").text == "sales\n"
     assert multi_gw.get("sales/_api/spec/swagger.json").json()["info"]["title"] == "multi_sales"
-    assert set(multi_gw.get("team/hr/_api/spec/swagger.json").json()["paths"]) == {"/hello"}
+    assert set(multi_gw.get("team/hr/_api/spec/swagger.json").json()["paths"]) == {"/hello", "/request"}
     assert_json_error(multi_gw.get("team/hr/name"), [404])
     assert_json_error(multi_gw.get("hello"), [404])
     assert_json_error(multi_gw.get("team/hello"), [404])
@@ -514,6 +514,18 @@ def test_token_is_required(multi_gw):
     assert r.status_code == 200
     r = requests.get(f"http://127.0.0.1:{multi_gw.port}/sales/hello?token=nb-token", timeout=30)
     assert_json_error(r, [404])  # outside the base URL
+
+
+def test_gateway_token_does_not_reach_the_kernel(multi_gw):
+    url = f"http://127.0.0.1:{multi_gw.port}/dash/team/hr/request"
+    r = requests.get(url + "?token=nb-token&x=1", timeout=30)
+    assert r.status_code == 200 and r.json()["args"] == {"x": ["1"]}
+    r = requests.get(url, headers={"Authorization": "token nb-token", "X-Other": "y"}, timeout=30)
+    assert r.status_code == 200 and "Authorization" not in r.json()["headers"] and r.json()["headers"]["X-Other"] == "y"
+    assert "nb-token" not in r.text
+    # Other credentials are the notebook's business and pass unchanged.
+    r = requests.get(url + "?token=nb-token&token=theirs", headers={"Authorization": "token nb-token"}, timeout=30)
+    assert r.json()["args"] == {"token": ["theirs"]}
 
 
 def test_dashboard_example(tmp_path_factory):

@@ -28,7 +28,8 @@ struct EndpointResponder {
             throw GatewayError(.contentTooLarge, "Request body is larger than \(settings.maxBodySize) bytes")
         }
         let bundle = try RequestBundle.make(body: Array(body.readableBytesView), query: request.uri.query,
-                                            pathParameters: parameters, headers: request.headers)
+                                            pathParameters: parameters, headers: request.headers,
+                                            hiding: settings.gatewayToken)
         let timeout = endpoint.timeouts[verb] ?? settings.requestTimeout
         let deadline = ContinuousClock.now + timeout
         let runner = try await generation.pool.acquire(timeout: timeout)

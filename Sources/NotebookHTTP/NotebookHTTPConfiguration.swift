@@ -45,6 +45,8 @@ public struct NotebookHTTPConfiguration: Sendable {
     public var reloadInterval: Duration? = .seconds(1)
     /// How long one seed cell may run when a kernel is prepared.
     public var seedTimeout: Duration = .seconds(120)
+    /// The gateway's auth token: kept out of the `REQUEST` a kernel sees.
+    public var gatewayToken = ""
     /// Largest accepted request body (the gateway's REST limit).
     public var maxBodySize = 1 << 20
 

@@ -19,6 +19,8 @@ public struct NotebookHTTPPersonality: GatewayPersonality {
 
     /// Loads every notebook; throws the first that cannot be served (KG refuses to start too).
     public init(settings: NotebookHTTPConfiguration, gateway: Gateway) async throws(NotebookError) {
+        var settings = settings
+        settings.gatewayToken = gateway.configuration.authToken
         var seen: Set<String> = []
         var mounts: [NotebookMount] = []
         for mount in settings.mounts {

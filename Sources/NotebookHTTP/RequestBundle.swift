@@ -10,8 +10,11 @@ public enum RequestBundle {
     /// falling back to the text; `application/x-www-form-urlencoded` (exactly) becomes a dict of
     /// lists; anything else, or no Content-Type, is the text. A body that is not UTF-8 is a 400
     /// (KG answers 500 to it).
+    ///
+    /// Unlike KG, the gateway's own token never reaches the kernel: an `Authorization` header or a
+    /// `token` query argument carrying `hiding` is left out (other credentials pass unchanged).
     public static func make(body: [UInt8], query: String?, pathParameters: [(name: String, value: String)],
-                            headers: HTTPFields) throws(GatewayError) -> OrderedJSON {
+                            headers: HTTPFields, hiding token: String = "") throws(GatewayError) -> OrderedJSON {
         guard let text = String(validatingUTF8: body) else {
             throw GatewayError(.badRequest, "Request body is not valid UTF-8")
         }
@@ -22,9 +25,24 @@ public enum RequestBundle {
         } else if contentType == "application/json", let parsed = OrderedJSON.parse(body) {
             bodyValue = parsed
         }
-        let args = try formFields(query ?? "", what: "query argument")
+        var args = try formFields(query ?? "", what: "query argument")
+        var visible = headers
+        if !token.isEmpty {
+            if case .object(let fields) = args {
+                args = .object(fields.compactMap { field in
+                    guard field.key == "token", case .array(let values) = field.value else { return field }
+                    let kept = values.filter { $0.stringValue != token }
+                    return kept.isEmpty ? nil : (field.key, .array(kept))
+                })
+            }
+            visible = HTTPFields(headers.filter { field in
+                guard field.name == .authorization else { return true }
+                let parts = field.value.split(separator: " ", maxSplits: 1)
+                return !(parts.count == 2 && parts[1].trimmingCharacters(in: .whitespaces) == token)
+            })
+        }
         let path = OrderedJSON.object(pathParameters.map { ($0.name, OrderedJSON.string($0.value)) })
-        return .object([("body", bodyValue), ("args", args), ("path", path), ("headers", headerObject(headers))])
+        return .object([("body", bodyValue), ("args", args), ("path", path), ("headers", headerObject(visible))])
     }
 
     /// The assignment statement (`format_request`): `my $REQUEST = "…"` for Perl, `REQUEST="…"`
