@@ -67,6 +67,13 @@ public struct GatewayConfiguration: Sendable {
     public var unauthorizedUsers: Set<String> = ["root"]
     /// Serve `/metrics` without the auth token (for a Prometheus that cannot send one).
     public var metricsPublic = false
+    /// Kernel session persistence (EG_KERNEL_SESSION_PERSISTENCE, EG_PERSISTENCE_ROOT): running
+    /// kernels are recorded under `persistenceRoot` and re-attached by the next gateway started
+    /// with the same root. Kernels then get no JPY_PARENT_PID (they must survive the gateway),
+    /// and with `keepKernelsOnExit` a gateway that stops leaves them running for its successor.
+    public var sessionPersistence = false
+    public var persistenceRoot: String?
+    public var keepKernelsOnExit = true
     /// HTTPS and WSS when set (EG_CERTFILE / EG_KEYFILE, and EG_CLIENT_CA for client
     /// certificates); see `TLSSettings.load`.
     public var tls: TLSConfiguration?
