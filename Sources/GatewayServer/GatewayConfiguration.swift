@@ -77,6 +77,9 @@ public struct GatewayConfiguration: Sendable {
     /// HTTPS and WSS when set (EG_CERTFILE / EG_KEYFILE, and EG_CLIENT_CA for client
     /// certificates); see `TLSSettings.load`.
     public var tls: TLSConfiguration?
+    /// Most bytes of kernel output queued for one WebSocket client that is not keeping up;
+    /// beyond it the client is disconnected and its session's output kept for replay.
+    public var maxClientQueueBytes = 64 << 20
     /// Largest accepted WebSocket message and REST body.
     public var maxWebSocketMessageSize = 64 << 20
     public var maxRequestBodySize = 1 << 20

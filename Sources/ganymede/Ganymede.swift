@@ -85,6 +85,8 @@ struct Ganymede: AsyncParsableCommand {
     var persistenceRoot: String?
     @Option(name: .customLong("keep-kernels-on-exit"), help: "With session persistence, leave kernels running when the gateway stops, for the next one to re-attach (true|false). Env: GANYMEDE_KEEP_KERNELS_ON_EXIT. Default true.")
     var keepKernelsOnExit: String?
+    @Option(name: .customLong("max-client-queue-bytes"), help: "Most bytes of output queued for a WebSocket client that does not keep up; beyond, it is disconnected and its session's output kept for replay. Env: GANYMEDE_MAX_CLIENT_QUEUE_BYTES. Default 67108864.")
+    var maxClientQueueBytes: Int?
     @Option(name: .customLong("runtime-dir"), help: "Directory for connection files and kernel logs (created 0700). Env: GANYMEDE_RUNTIME_DIR, JUPYTER_RUNTIME_DIR.")
     var runtimeDir: String?
     @Option(help: "YAML config file (keys as the long flag names with underscores, e.g. base_url: /gw/). Env: GANYMEDE_CONFIG.")
@@ -220,6 +222,10 @@ struct Ganymede: AsyncParsableCommand {
         if let n = try restartLimit ?? settings.int("restart_limit", env: []) {
             guard n >= 0 else { throw ValidationError("restart_limit must be >= 0") }
             c.restartLimit = n
+        }
+        if let n = try maxClientQueueBytes ?? settings.int("max_client_queue_bytes", env: []) {
+            guard n > 0 else { throw ValidationError("max_client_queue_bytes must be > 0") }
+            c.maxClientQueueBytes = n
         }
         if let n = try replayBufferMessages ?? settings.int("replay_buffer_messages", env: []) {
             guard n >= 0 else { throw ValidationError("replay_buffer_messages must be >= 0") }

@@ -66,13 +66,15 @@ public actor ManagedKernel {
         var replay = (sessions: 0, messages: 0, bytes: 0)
         var dropped = 0
         var bad = 0
+        var slow = 0
         if let connection {
             replay = await connection.replayBuffered
             dropped = await connection.replayDroppedTotal
             bad = await connection.droppedBadSignatures
+            slow = await connection.slowClientsDisconnected
         }
         return GatewayMetrics.KernelSample(state: a.state, kernelspec: spec.name, user: username, replay: replay,
-                                           replayDropped: dropped, badSignatures: bad)
+                                           replayDropped: dropped, badSignatures: bad, slowClientsDisconnected: slow)
     }
 
     /// What the culler looks at: jupyter_server's `execution_state`, `last_activity` and
