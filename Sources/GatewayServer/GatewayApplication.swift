@@ -80,6 +80,7 @@ public struct Gateway: Sendable {
         api.get("api/health", use: health.liveness)
         api.get("api/health/ready", use: health.readiness)
         api.get("metrics", use: health.metrics)
+        api.get("api/resources", use: ResourceRoutes(registry: registry, configuration: c).get)
         api.get("api/kernelspecs", use: specs.list)
         api.get("api/kernelspecs/:name", use: specs.get)
         let resourcePrefix = "\(base)/kernelspecs/"
