@@ -80,10 +80,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "NotebookHTTP",
+            dependencies: [
+                "GatewayServer", "KernelBridge", "JupyterProtocol",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ganymede",
             dependencies: [
-                "GatewayServer",
+                "GatewayServer", "NotebookHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -96,6 +108,11 @@ let package = Package(
             name: "JupyterProtocolTests",
             dependencies: ["JupyterProtocol"],
             resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NotebookHTTPTests",
+            dependencies: ["NotebookHTTP"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

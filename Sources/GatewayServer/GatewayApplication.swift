@@ -107,6 +107,14 @@ public struct Gateway: Sendable {
         let decide: GatewayServerChannel.Decide = { request, logger in
             await channels.decide(request, logger: logger, configuration: wsConfiguration)
         }
+        return application(router: router, decide: decide, onServerRunning: onServerRunning)
+    }
+
+    /// The application around `router`: our server pipeline (`GatewayServerChannel`) with
+    /// `decide` answering WebSocket upgrades, bound to the configured address.
+    func application(router: Router<GatewayRequestContext>, decide: @escaping GatewayServerChannel.Decide,
+                     onServerRunning: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
+        let c = configuration
         let maxFrameSize = c.maxWebSocketMessageSize
         let tls = c.tls
         let server = HTTPServerBuilder { responder in
@@ -118,8 +126,7 @@ public struct Gateway: Sendable {
         let running: @Sendable (any NIOCore.Channel) async -> Void = { channel in
             await onServerRunning(channel.localAddress?.port ?? c.port)
         }
-        let app = Application(router: router, server: server, configuration: appConfiguration, onServerRunning: running, logger: logger)
-        return app
+        return Application(router: router, server: server, configuration: appConfiguration, onServerRunning: running, logger: logger)
     }
 }
 

@@ -12,6 +12,8 @@ public struct GatewayConfiguration: Sendable {
     public var authToken = ""
     public var listKernels = true
     public var defaultKernelName = "python3"
+    /// Overrides the kernel name of every request and notebook (KG_FORCE_KERNEL_NAME); empty: none.
+    public var forceKernelName = ""
     /// Extra directories holding `<name>/kernel.json`, searched before the Jupyter path.
     public var kernelSpecDirectories: [String] = []
     /// Non-KERNEL_ client env names passed to kernels; `*` = all (EG_CLIENT_ENVS).

@@ -95,6 +95,8 @@ struct Ganymede: AsyncParsableCommand {
     var logLevel: String?
     @Option(name: .customLong("log-format"), help: "text|json (one JSON object per line). Env: GANYMEDE_LOG_FORMAT. Default text.")
     var logFormat: String?
+    @OptionGroup(title: "Kernel Gateway modes")
+    var kernelGateway: KernelGatewayOptions
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -118,7 +120,7 @@ struct Ganymede: AsyncParsableCommand {
         let gateway = Gateway(configuration: c, logger: logger)
         let specCount = gateway.registry.specs.all.count
         let (host, base, scheme) = (c.ip, c.baseURL, c.tls == nil ? "http" : "https")
-        let services = gateway.makeServices { port in
+        let services = try await kernelGateway.services(settings: settings, gateway: gateway, logger: logger) { port in
             logger.info("Ganymede \(ganymedeVersion) listening on \(scheme)://\(host):\(port)\(base) with \(specCount) kernelspec(s)")
         }
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
@@ -243,7 +245,7 @@ struct Ganymede: AsyncParsableCommand {
         if let s = try replayBufferTTL ?? settings.double("replay_buffer_ttl", env: []) {
             c.replayBufferTTL = .milliseconds(Int64(max(0, s) * 1000))
         }
-
+        kernelGateway.apply(settings, to: &c)
         return (c, settings)
     }
 }
