@@ -64,6 +64,9 @@ public struct GatewayConfiguration: Sendable {
     public var unauthorizedUsers: Set<String> = ["root"]
     /// Serve `/metrics` without the auth token (for a Prometheus that cannot send one).
     public var metricsPublic = false
+    /// How often the status page's history samples kernel counts and message rates (it keeps
+    /// 360 samples: an hour at the default).
+    public var statusSampleInterval: Duration = .seconds(10)
     /// Largest accepted WebSocket message and REST body.
     public var maxWebSocketMessageSize = 64 << 20
     public var maxRequestBodySize = 1 << 20

@@ -72,6 +72,8 @@ struct Ganymede: AsyncParsableCommand {
     var replayBufferTTL: Double?
     @Option(name: .customLong("metrics-public"), help: "Serve /metrics without the auth token (true|false). Env: GANYMEDE_METRICS_PUBLIC. Default false.")
     var metricsPublic: String?
+    @Option(name: .customLong("status-sample-interval"), help: "Seconds between the status page's samples of kernel count and message rate (it keeps 360). Env: GANYMEDE_STATUS_SAMPLE_INTERVAL. Default 10.")
+    var statusSampleInterval: Double?
     @Option(name: .customLong("runtime-dir"), help: "Directory for connection files and kernel logs (created 0700). Env: GANYMEDE_RUNTIME_DIR, JUPYTER_RUNTIME_DIR.")
     var runtimeDir: String?
     @Option(help: "YAML config file (keys as the long flag names with underscores, e.g. base_url: /gw/). Env: GANYMEDE_CONFIG.")
@@ -148,6 +150,10 @@ struct Ganymede: AsyncParsableCommand {
         }
         if let s = try replayBufferTTL ?? settings.double("replay_buffer_ttl", env: []) {
             c.replayBufferTTL = .milliseconds(Int64(max(0, s) * 1000))
+        }
+        if let s = try statusSampleInterval ?? settings.double("status_sample_interval", env: []) {
+            guard s > 0, s.isFinite else { throw ValidationError("status_sample_interval must be > 0") }
+            c.statusSampleInterval = .milliseconds(Int64(max(0.05, s) * 1000))
         }
 
         let level = Logger.Level(rawValue: (logLevel ?? settings.string("log_level", env: ["EG_LOG_LEVEL", "KG_LOG_LEVEL"]) ?? "info").lowercased()) ?? .info
