@@ -487,14 +487,31 @@ def test_lab_restart_pushes_status_and_keeps_id(lab, lab_kernel, token_gateway):
     try:
         sock.run("state = 'before'")
         old_pids = _kernel_pids(token_gateway, kid)
-        r = lab.request("POST", f"api/kernels/{kid}/restart", json={})
+        done: dict = {}
+        restarter = threading.Thread(target=lambda: done.setdefault(
+            "r", lab.request("POST", f"api/kernels/{kid}/restart", json={})))
+        restarter.start()
+        try:
+            # The browser's socket stays open and is told about the restart (jupyter_server#247).
+            sock.read_until(lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "restarting",
+                            30, "status: restarting")
+            # A request sent during the restart is answered (or clearly refused), never lost.
+            during = sock.execute("print('sent during restart')")
+            sock.read_until(lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "starting",
+                            60, "status: starting after restarting")
+            reply = sock.read_until(lambda m: m["msg_type"] == "execute_reply"
+                                    and m["parent_header"].get("msg_id") == during, 90,
+                                    "the reply to a request sent during the restart")
+        finally:
+            restarter.join(120)
+        r = done["r"]
         assert r.status_code == 200, f"{r.status_code} {r.text[:300]}\n{lab.log_tail()}"
         assert r.json()["id"] == kid
-        # The browser's socket stays open and is told about the restart (jupyter_server#247).
-        sock.read_until(lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "restarting",
-                        30, "status: restarting")
-        sock.read_until(lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "starting",
-                        60, "status: starting after restarting")
+        if reply["content"]["status"] == "ok":
+            sock.read_until(lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+                            and m["parent_header"].get("msg_id") == during, 30, "idle after the held request")
+            assert _stdout([m for m in sock.seen if m["parent_header"].get("msg_id") == during]) \
+                == "sent during restart\n"
         msgs = sock.run("print(state)", timeout=90)
         errors = [m for m in msgs if m["msg_type"] == "error"]
         assert errors and errors[0]["content"]["ename"] == "NameError", [_summary(m) for m in msgs]

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
 import JupyterProtocol
 import Logging
@@ -113,8 +114,11 @@ public struct Gateway: Sendable {
             await channels.decide(request, logger: logger, configuration: wsConfiguration)
         }
         let maxFrameSize = c.maxWebSocketMessageSize
+        let tls = c.tls
         let server = HTTPServerBuilder { responder in
-            GatewayServerChannel(responder: responder, decide: decide, maxFrameSize: maxFrameSize)
+            let plain = GatewayServerChannel(responder: responder, decide: decide, maxFrameSize: maxFrameSize)
+            guard let tls else { return plain }
+            return try TLSChannel(plain, tlsConfiguration: tls)
         }
         let appConfiguration = ApplicationConfiguration(address: BindAddress.hostname(c.ip, port: c.port), serverName: nil)
         let running: @Sendable (any NIOCore.Channel) async -> Void = { channel in

@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 
 /// Everything the gateway can be configured with. Filled by the executable from flags,
 /// then environment (EG_*, KG_*, GANYMEDE_*), then an optional YAML file.
@@ -67,6 +68,9 @@ public struct GatewayConfiguration: Sendable {
     /// How often the status page's history samples kernel counts and message rates (it keeps
     /// 360 samples: an hour at the default).
     public var statusSampleInterval: Duration = .seconds(10)
+    /// HTTPS and WSS when set (EG_CERTFILE / EG_KEYFILE, and EG_CLIENT_CA for client
+    /// certificates); see `TLSSettings.load`.
+    public var tls: TLSConfiguration?
     /// Largest accepted WebSocket message and REST body.
     public var maxWebSocketMessageSize = 64 << 20
     public var maxRequestBodySize = 1 << 20

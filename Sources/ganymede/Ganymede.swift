@@ -74,12 +74,20 @@ struct Ganymede: AsyncParsableCommand {
     var metricsPublic: String?
     @Option(name: .customLong("status-sample-interval"), help: "Seconds between the status page's samples of kernel count and message rate (it keeps 360). Env: GANYMEDE_STATUS_SAMPLE_INTERVAL. Default 10.")
     var statusSampleInterval: Double?
+    @Option(name: .customLong("certfile"), help: "PEM certificate (chain): serve HTTPS and WSS. Env: EG_CERTFILE, KG_CERTFILE.")
+    var certFile: String?
+    @Option(name: .customLong("keyfile"), help: "PEM private key for --certfile. Env: EG_KEYFILE, KG_KEYFILE.")
+    var keyFile: String?
+    @Option(name: .customLong("client-ca"), help: "PEM CA: require client certificates signed by it (mutual TLS). Env: EG_CLIENT_CA, KG_CLIENT_CA.")
+    var clientCA: String?
     @Option(name: .customLong("runtime-dir"), help: "Directory for connection files and kernel logs (created 0700). Env: GANYMEDE_RUNTIME_DIR, JUPYTER_RUNTIME_DIR.")
     var runtimeDir: String?
     @Option(help: "YAML config file (keys as the long flag names with underscores, e.g. base_url: /gw/). Env: GANYMEDE_CONFIG.")
     var config: String?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical. Env: EG_LOG_LEVEL, GANYMEDE_LOG_LEVEL. Default info.")
     var logLevel: String?
+    @Option(name: .customLong("log-format"), help: "text|json (one JSON object per line). Env: GANYMEDE_LOG_FORMAT. Default text.")
+    var logFormat: String?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -134,6 +142,21 @@ struct Ganymede: AsyncParsableCommand {
         if let v = unauthorizedUsers ?? settings.stringAllowingEmpty("unauthorized_users", env: ["EG_UNAUTHORIZED_USERS"]) {
             c.unauthorizedUsers = Set(Settings.list(v))
         }
+        let cert = certFile ?? settings.string("certfile", env: ["EG_CERTFILE", "KG_CERTFILE"])
+        let key = keyFile ?? settings.string("keyfile", env: ["EG_KEYFILE", "KG_KEYFILE"])
+        let ca = clientCA ?? settings.string("client_ca", env: ["EG_CLIENT_CA", "KG_CLIENT_CA"])
+        switch (cert, key) {
+        case (let cert?, let key?):
+            do {
+                c.tls = try TLSSettings.load(certFile: cert, keyFile: key, clientCAFile: ca)
+            } catch {
+                throw ValidationError("TLS: \(error.description)")
+            }
+        case (nil, nil):
+            if ca != nil { throw ValidationError("--client-ca needs --certfile and --keyfile") }
+        default:
+            throw ValidationError("--certfile and --keyfile go together")
+        }
         if let v = try metricsPublic.map(Settings.parseBool) ?? settings.bool("metrics_public", env: []) { c.metricsPublic = v }
         if let v = try autoRestart.map(Settings.parseBool) ?? settings.bool("auto_restart", env: []) { c.autoRestart = v }
         if let n = try restartLimit ?? settings.int("restart_limit", env: []) {
@@ -157,10 +180,13 @@ struct Ganymede: AsyncParsableCommand {
         }
 
         let level = Logger.Level(rawValue: (logLevel ?? settings.string("log_level", env: ["EG_LOG_LEVEL", "KG_LOG_LEVEL"]) ?? "info").lowercased()) ?? .info
+        let formatName = (logFormat ?? settings.string("log_format", env: []) ?? "text").lowercased()
+        guard let format = GatewayLogHandler.Format(rawValue: formatName) else {
+            throw ValidationError("--log-format must be text or json, got '\(formatName)'")
+        }
+        let redactor = GatewayLogHandler.Redactor.fromEnvironment(env, authToken: c.authToken, sensitivePhrases: c.sensitiveEnvKeys)
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            GatewayLogHandler(label: label, level: level, format: format, redactor: redactor)
         }
         let logger = Logger(label: "ganymede")
         if c.authToken.isEmpty && !["127.0.0.1", "localhost", "::1"].contains(c.ip) {
@@ -171,9 +197,9 @@ struct Ganymede: AsyncParsableCommand {
         }
         let gateway = Gateway(configuration: c, logger: logger)
         let specCount = gateway.registry.specs.all.count
-        let (host, base) = (c.ip, c.baseURL)
+        let (host, base, scheme) = (c.ip, c.baseURL, c.tls == nil ? "http" : "https")
         let services = gateway.makeServices { port in
-            logger.info("Ganymede \(ganymedeVersion) listening on http://\(host):\(port)\(base) with \(specCount) kernelspec(s)")
+            logger.info("Ganymede \(ganymedeVersion) listening on \(scheme)://\(host):\(port)\(base) with \(specCount) kernelspec(s)")
         }
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
