@@ -57,6 +57,7 @@ class Bench:
         self.results: dict = {"meta": {}, "errors": []}
         self.gateways = []
         self.direct_kernels: list[DirectKernel] = []
+        self.reuse_session = uuid.uuid4().hex
 
     # -- helpers ---------------------------------------------------------------
     def err(self, where: str, e: BaseException) -> None:
@@ -68,7 +69,10 @@ class Bench:
         self.results.setdefault(metric, {}).setdefault(target, []).append(value)
 
     def open_ws(self, gw, kid: str, protocol="legacy", quickack=False) -> KernelWS:
-        return KernelWS(gw.ws_url(kid, uuid.uuid4().hex), protocol=protocol, quickack=quickack)
+        # By default every WebSocket is a new session, as a new browser tab is; --reuse-session gives all of them
+        # one session id (a diagnostic: Ganymede then keeps no replay buffers for closed sessions).
+        session = self.reuse_session if self.args.reuse_session else uuid.uuid4().hex
+        return KernelWS(gw.ws_url(kid, session), protocol=protocol, quickack=quickack)
 
     def kernel_info_idle(self, ws: KernelWS) -> None:
         mid = ws.send("shell", "kernel_info_request", {})
@@ -712,6 +716,8 @@ def main() -> None:
     p.add_argument("--concurrent-starts", type=int, default=50)
     p.add_argument("--ws-total", type=int, default=1000)
     p.add_argument("--ws-kernels", type=int, default=20)
+    p.add_argument("--reuse-session", action="store_true",
+                   help="one session id for every WebSocket (diagnostic; the default opens a new session per WebSocket)")
     a = p.parse_args()
     a.binary = os.path.abspath(a.binary)
     # SIGTERM unwinds like Ctrl-C so every gateway and kernel started so far is stopped by PID.

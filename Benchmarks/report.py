@@ -231,7 +231,7 @@ class Report:
                    f"{f(pct(de, 50), 0)} ms |")
         self.w()
         self.verdict("Start without a pool ≤ direct + 20 ms", res.get(G, math.inf) <= dp50 + 20,
-                     f"Ganymede p50 {f(res.get(G), 0)} ms vs direct {f(dp50, 0)} ms (+{f(res.get(G, math.nan) - dp50, 0)} ms)")
+                     f"Ganymede p50 {f(res.get(G), 0)} ms vs direct {f(dp50, 0)} ms ({res.get(G, math.nan) - dp50:+.0f} ms)")
         self.verdict("With a pool, POST → idle ≤ 20 ms", None, "not measurable: Ganymede has no prespawned pool yet")
         self.verdict("Remote start ≤ 1/3 of EG's", None,
                      "not measurable: Ganymede has no launcher-protocol (remote) backend yet (issue #5)")
@@ -280,22 +280,26 @@ class Report:
             self.verdict("Back within 1 MB after deleting kernels", max(leak, leak50) <= 1.0,
                          f"+{f(leak, 2)} MB after {n}, {f(leak50, 2)} MB after {nc}")
             self.verdict("≤ 2× idle after floods", end <= 2 * idle, f"{f(end)} MB at the end vs {f(idle)} MB idle ({ratio(end, idle)})")
-        fig, ax = plt.subplots(figsize=(8, 4.5))
+        # RSS through the run, stage by stage: the scenarios ran in this order, so later stages carry what the
+        # floods and fan-outs left behind.
+        stages = ["idle", f"before {n} kernels\n(after floods)", f"{n} kernels\n+ WS", "deleted", f"{nc} kernels",
+                  "deleted", "end\n(after 1,000 WS)"]
+        fig, ax = plt.subplots(figsize=(10, 4.8))
         for g in self.gws:
-            idle, per, leak, per50, leak50, end = self.mem[g]
             cyc = self.get("mem_cycle", g)
             cs = self.get("concurrent_starts", g)
-            xs = [0, n, nc]
-            ys = [idle, med([c["with"] for c in cyc]), med([c["rss_with"] for c in cs])]
-            ax.plot(xs, ys, marker="o", label=g)
-            ax.scatter([nc + 8], [end], marker="x")
-        ax.set_xlabel("kernels (x marks: end of run, after floods)")
+            if not cyc or not cs:
+                continue
+            ys = [self.get("rss_idle_mb", g)[0], cyc[0]["before"], cyc[0]["with"], cyc[0]["after"],
+                  cs[0]["rss_with"], cs[0]["rss_after"], (self.get("rss_end_mb", g) or [float("nan")])[0]]
+            ax.plot(range(len(stages)), ys, marker="o", label=g)
+        ax.set_xticks(range(len(stages)), stages, fontsize=8)
         ax.set_ylabel("gateway RSS, MB")
-        ax.set_title("Gateway memory vs kernels")
+        ax.set_title("Gateway memory through the run")
         ax.grid(True, alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        self.save(fig, "memory.png", "Gateway RSS vs number of kernels")
+        self.save(fig, "memory.png", "Gateway RSS through the run, by stage")
 
     def concurrency(self) -> None:
         a = self.r["meta"]["args"]
@@ -318,6 +322,9 @@ class Report:
             for c in self.get("many_ws", g):
                 self.w(f"| {g} | {c['connected']}/{c['ws']} ({c['connect_errors']} errors) | {f(c['connect_s'], 2)} s | "
                        f"{c['complete']}/{c['ws']} | {f(c['all_idle_s'], 2)} s | {f(c['rss_with'])} MB |")
+            if not self.get("many_ws", g):
+                why = [e.split(": ", 1)[1] for e in self.r.get("errors", []) if e.startswith(f"many ws {g}:")]
+                self.w(f"| {g} | failed: `{why[0] if why else 'no result'}` | – | – | – | – |")
         self.w()
         cs = self.get("concurrent_starts", G)
         ws = self.get("many_ws", G)
@@ -369,7 +376,7 @@ class Report:
                f"the start: {', '.join(f'{x:.1f}' for x in m['load_at_start'])} — the machine is shared with other "
                f"engineers' builds, so **absolute times are noisy; compare ratios within this run**.")
         self.w()
-        self.w(f"Reproduce: `{command}` (see [Benchmarks/README.md](../Benchmarks/README.md)). Raw data: "
+        self.w(f"Reproduce: {command} (see [Benchmarks/README.md](../Benchmarks/README.md)). Raw data: "
                f"`Benchmarks/results/results.json`; the run's log: `Benchmarks/results/run.log`.")
         self.w()
         self.w("Targets: Ganymede (release build), Enterprise Gateway 3.3.0, Kernel Gateway 3.0.1, jupyverse 0.14.18 with "
@@ -388,6 +395,7 @@ class Report:
         self.w("|---|---|---|")
         for name, v, nums in self.targets:
             self.w(f"| {name} | {v} | {nums} |")
+        self.w()
         self.w()
         if os.path.exists(analysis_path):
             self.w(open(analysis_path).read().strip())
@@ -415,7 +423,7 @@ def main() -> None:
     p.add_argument("--codec", default=os.path.join(here, "results", "codec.md"))
     p.add_argument("--analysis", default=os.path.join(here, "analysis.md"))
     p.add_argument("--out", default=os.path.join(root, "docs", "PERFORMANCE.md"))
-    p.add_argument("--command", default="Benchmarks/run.sh")
+    p.add_argument("--command", default="`Benchmarks/run.sh`", help="how the run was made, as markdown")
     a = p.parse_args()
     r = json.load(open(a.results))
     perf_dir = os.path.join(os.path.dirname(a.out), "perf")

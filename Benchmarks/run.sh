@@ -52,4 +52,4 @@ if [ "${CODEC:-0}" = "1" ]; then
     "$VENVS/drv/bin/python" "$HERE/codec_table.py" "$HERE/results/codec-raw.md" > "$HERE/results/codec.md" || true
 fi
 
-"$VENVS/drv/bin/python" "$HERE/report.py" --command "Benchmarks/run.sh"
+"$VENVS/drv/bin/python" "$HERE/report.py"

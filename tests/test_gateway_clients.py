@@ -217,18 +217,36 @@ class LabSocket:
                                              "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
 
     def recv(self, timeout: float) -> dict:
-        self.ws.settimeout(max(timeout, 0.01))
-        try:
-            data = self.ws.recv()
-        except websocket.WebSocketTimeoutException:
-            raise TimeoutError(f"nothing from jupyter_server within {timeout:.1f}s") from None
+        # Control frames are returned too (and answered by websocket-client), so that pings from
+        # jupyter_server cannot stretch a wait past its deadline.
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"nothing from jupyter_server within {timeout:.1f}s")
+            self.ws.settimeout(max(left, 0.01))
+            try:
+                opcode, frame = self.ws.recv_data_frame(True)
+            except websocket.WebSocketTimeoutException:
+                raise TimeoutError(f"nothing from jupyter_server within {timeout:.1f}s") from None
+            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                data = frame.data
+                break
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise ConnectionError("jupyter_server closed the WebSocket")
         if isinstance(data, bytes):
             data = data.decode("utf-8")
         m = json.loads(data)
         self.seen.append(m)
         return m
 
-    def read_until(self, pred, timeout: float = 60, what: str = "a message") -> dict:
+    def read_until(self, pred, timeout: float = 60, what: str = "a message", seen_ok: bool = False) -> dict:
+        """Read until pred matches; with seen_ok, a message read earlier (while waiting for
+        something else) counts too: iopub and shell messages are not ordered with each other."""
+        if seen_ok:
+            for m in self.seen:
+                if pred(m):
+                    return m
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -501,15 +519,22 @@ def test_lab_restart_pushes_status_and_keeps_id(lab, lab_kernel, token_gateway):
                             60, "status: starting after restarting")
             reply = sock.read_until(lambda m: m["msg_type"] == "execute_reply"
                                     and m["parent_header"].get("msg_id") == during, 90,
-                                    "the reply to a request sent during the restart")
+                                    "the reply to a request sent during the restart", seen_ok=True)
         finally:
             restarter.join(120)
         r = done["r"]
         assert r.status_code == 200, f"{r.status_code} {r.text[:300]}\n{lab.log_tail()}"
         assert r.json()["id"] == kid
         if reply["content"]["status"] == "ok":
-            sock.read_until(lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
-                            and m["parent_header"].get("msg_id") == during, 30, "idle after the held request")
+            def idle_for_during(m):
+                return (m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+                        and m["parent_header"].get("msg_id") == during)
+            try:
+                sock.read_until(idle_for_during, 30, "idle after the held request", seen_ok=True)
+            except TimeoutError:
+                pytest.fail("the request held during the restart was answered on shell but its iopub output "
+                            "never came: " + ", ".join(_summary(m) for m in sock.seen
+                                                       if m["parent_header"].get("msg_id") == during))
             assert _stdout([m for m in sock.seen if m["parent_header"].get("msg_id") == during]) \
                 == "sent during restart\n"
         msgs = sock.run("print(state)", timeout=90)

@@ -166,3 +166,5 @@ def test_json_logs_carry_kernel_and_user_and_never_the_token(tmp_path):
     starts = [r for r in records if r.get("message") == "starting kernel"]
     assert starts and starts[0]["kernel_id"] == kid and starts[0]["user"] == "carol"
     assert all({"time", "level", "message"} <= r.keys() for r in records)
+    created = [r for r in records if r.get("message") == "kernel created"]
+    assert created and created[0]["kernel_id"] == kid and created[0].get("hb.request.id"), created

@@ -63,7 +63,7 @@ public struct Gateway: Sendable {
         let api = base.isEmpty ? router.group() : router.group(RouterPath(base))
         let sessionStore = SessionStore()
         let kernels = KernelRoutes(registry: registry, configuration: c)
-        let specs = KernelSpecRoutes(specs: registry.specs, configuration: c)
+        let specs = KernelSpecRoutes(specs: registry.specs, configuration: c, registry: registry)
         let sessions = SessionRoutes(registry: registry, store: sessionStore, configuration: c)
         let channels = ChannelsWebSocket(registry: registry, configuration: c, authenticator: authenticator)
 
@@ -129,11 +129,13 @@ public struct Gateway: Sendable {
     }
 }
 
-/// Stops every kernel when the gateway shuts down, so no kernel outlives it.
+/// Re-attaches persisted kernels at start; stops every kernel when the gateway shuts down
+/// (or, with session persistence, leaves them running for the next gateway).
 struct KernelReaperService: Service {
     let registry: KernelRegistry
 
     func run() async throws {
+        await registry.reattachAll()
         try? await gracefulShutdown()
         await registry.shutdownAll()
     }

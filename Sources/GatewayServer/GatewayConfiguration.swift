@@ -68,9 +68,19 @@ public struct GatewayConfiguration: Sendable {
     /// How often the status page's history samples kernel counts and message rates (it keeps
     /// 360 samples: an hour at the default).
     public var statusSampleInterval: Duration = .seconds(10)
+    /// Kernel session persistence (EG_KERNEL_SESSION_PERSISTENCE, EG_PERSISTENCE_ROOT): running
+    /// kernels are recorded under `persistenceRoot` and re-attached by the next gateway started
+    /// with the same root. Kernels then get no JPY_PARENT_PID (they must survive the gateway),
+    /// and with `keepKernelsOnExit` a gateway that stops leaves them running for its successor.
+    public var sessionPersistence = false
+    public var persistenceRoot: String?
+    public var keepKernelsOnExit = true
     /// HTTPS and WSS when set (EG_CERTFILE / EG_KEYFILE, and EG_CLIENT_CA for client
     /// certificates); see `TLSSettings.load`.
     public var tls: TLSConfiguration?
+    /// Most bytes of kernel output queued for one WebSocket client that is not keeping up;
+    /// beyond it the client is disconnected and its session's output kept for replay.
+    public var maxClientQueueBytes = 64 << 20
     /// Largest accepted WebSocket message and REST body.
     public var maxWebSocketMessageSize = 64 << 20
     public var maxRequestBodySize = 1 << 20

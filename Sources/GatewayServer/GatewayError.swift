@@ -59,6 +59,11 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             throw error
         } catch let error as GatewayError {
+            // With the request id (hb.request.id) that ties a client's failure to the gateway's log.
+            context.logger.log(level: error.status.code >= 500 ? .warning : .debug, "request failed", metadata: [
+                "status": "\(error.status.code)", "method": "\(request.method)", "path": "\(request.uri.path)",
+                "reason": "\(error.reason)", "detail": "\(error.message)",
+            ])
             return GatewayError.render(status: error.status, reason: error.reason, message: error.message)
         } catch let error as HTTPError {
             let message: String = switch error.status {

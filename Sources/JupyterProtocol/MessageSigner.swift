@@ -6,14 +6,21 @@ import Crypto
 /// normally `hmac-sha256`, keyed by the connection file's `key`) over header,
 /// parent_header, metadata and content, in that order; buffers are not signed.
 /// An empty key disables signing and the signature part is empty.
-public struct MessageSigner: Sendable {
+public struct MessageSigner: @unchecked Sendable {
     private let key: SymmetricKey?
+    /// The HMAC state right after keying: copied per message, so the key pads are derived once
+    /// per kernel rather than once per message. A value type with no shared mutable state,
+    /// hence safe to send (swift-crypto does not mark it Sendable).
+    private let keyed: HMAC<SHA256>?
 
     public init(key: String, scheme: String = "hmac-sha256") {
         if key.isEmpty {
             self.key = nil
+            self.keyed = nil
         } else {
-            self.key = SymmetricKey(data: Array(key.utf8))
+            let k = SymmetricKey(data: Array(key.utf8))
+            self.key = k
+            self.keyed = HMAC<SHA256>(key: k)
         }
         // Only hmac-sha256 is in use by any kernel we know of; the scheme is validated
         // when connection info is parsed.
@@ -24,14 +31,14 @@ public struct MessageSigner: Sendable {
 
     /// The hex signature over the four JSON parts.
     public func signature(_ header: [UInt8], _ parent: [UInt8], _ metadata: [UInt8], _ content: [UInt8]) -> [UInt8] {
-        guard let key else { return [] }
-        return Self.hex(Array(Self.mac(key, header, parent, metadata, content)))
+        guard let keyed else { return [] }
+        return Self.hex(Array(Self.mac(keyed, header, parent, metadata, content)))
     }
 
     private static func mac(
-        _ key: SymmetricKey, _ header: [UInt8], _ parent: [UInt8], _ metadata: [UInt8], _ content: [UInt8]
+        _ keyed: HMAC<SHA256>, _ header: [UInt8], _ parent: [UInt8], _ metadata: [UInt8], _ content: [UInt8]
     ) -> HMAC<SHA256>.MAC {
-        var mac = HMAC<SHA256>(key: key)
+        var mac = keyed
         mac.update(data: header)
         mac.update(data: parent)
         mac.update(data: metadata)
@@ -43,10 +50,10 @@ public struct MessageSigner: Sendable {
     public func verify(
         _ signature: [UInt8], _ header: [UInt8], _ parent: [UInt8], _ metadata: [UInt8], _ content: [UInt8]
     ) -> Bool {
-        guard let key else { return true }
+        guard let keyed else { return true }
         guard signature.count == 64, let raw = Self.unhex(signature) else { return false }
         // HashedAuthenticationCode's == is constant-time.
-        return Self.mac(key, header, parent, metadata, content) == raw
+        return Self.mac(keyed, header, parent, metadata, content) == raw
     }
 
     static let hexDigits = Array("0123456789abcdef".utf8)

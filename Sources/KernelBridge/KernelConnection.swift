@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import JupyterProtocol
 import Logging
 import ZeroMQ
@@ -16,6 +17,8 @@ public actor KernelConnection {
         let session: String
         let continuation: AsyncStream<OutboundMessage>.Continuation
         var replayable = false
+        /// Bytes queued for this client and not yet written; nil = not bounded.
+        var queue: ClientQueue?
     }
 
     public let kernelID: String
@@ -176,6 +179,10 @@ public actor KernelConnection {
     /// names a `session_id` (`replayable`) first receives what was kept for that session
     /// while it had no open WebSocket, in order.
     public func addClient(session: String, replayable: Bool = false) -> (ClientID, AsyncStream<OutboundMessage>) {
+        addClient(session: session, replayable: replayable, queue: nil)
+    }
+
+    private func addClient(session: String, replayable: Bool, queue: ClientQueue?) -> (ClientID, AsyncStream<OutboundMessage>) {
         let id = nextClientID
         nextClientID += 1
         let (stream, continuation) = AsyncStream<OutboundMessage>.makeStream(bufferingPolicy: .unbounded)
@@ -190,14 +197,62 @@ public actor KernelConnection {
                 var content: [UInt8] = Array(#"{"name":"stderr","text":"#.utf8)
                 JSONScanner.appendQuoted(note, to: &content)
                 content.append(UInt8(ascii: "}"))
-                continuation.yield(OutboundMessage(channel: .iopub, message: builder.message(type: "stream", content: content)))
+                let notice = OutboundMessage(channel: .iopub, message: builder.message(type: "stream", content: content))
+                queue?.force(notice.size)
+                continuation.yield(notice)
             }
-            for message in buffer.messages { continuation.yield(message) }
-            logger.debug("replayed offline messages", metadata: ["session_id": "\(session)", "count": "\(buffer.messages.count)"])
+            // The replay goes out whatever its size: it was already bounded by the replay limits.
+            for message in buffer.messages {
+                queue?.force(message.size)
+                continuation.yield(message)
+            }
+            logger.debug("replayed offline messages", metadata: ["session_id": "\(session)", "count": "\(buffer.count)"])
         }
-        clients[id] = Client(session: session, continuation: continuation, replayable: replayable)
+        clients[id] = Client(session: session, continuation: continuation, replayable: replayable, queue: queue)
         return (id, stream)
     }
+
+    /// Like `addClient(session:replayable:)`, with the client's unsent output bounded by
+    /// `queueLimit` bytes. The consumer reports what it has written through the returned
+    /// `ClientQueue`. A client that falls further behind (it stopped reading, or reads slower
+    /// than the kernel writes) is disconnected rather than let the gateway's memory grow: what
+    /// was queued is still written, its stream then ends, and from the message that did not fit
+    /// on everything for its session is kept for replay when it names its session.
+    public func addClient(session: String, replayable: Bool, queueLimit: Int) -> (ClientID, AsyncStream<OutboundMessage>, ClientQueue) {
+        let queue = ClientQueue(limit: queueLimit)
+        let (id, stream) = addClient(session: session, replayable: replayable, queue: queue)
+        return (id, stream, queue)
+    }
+
+    /// Hands a message to one client, enforcing its queue bound.
+    private func deliver(_ outbound: OutboundMessage, to id: ClientID) {
+        guard let client = clients[id] else { return }
+        if let queue = client.queue {
+            guard queue.reserve(outbound.size) else {
+                overflowed(id, client, first: outbound)
+                return
+            }
+        }
+        client.continuation.yield(outbound)
+    }
+
+    private func overflowed(_ id: ClientID, _ client: Client, first: OutboundMessage) {
+        clients.removeValue(forKey: id)
+        client.continuation.finish()
+        slowClientsDisconnected += 1
+        let keep = client.replayable && !closed && !clients.values.contains { $0.session == client.session }
+        logger.warning("client fell too far behind: disconnected", metadata: [
+            "session_id": "\(client.session)", "queued_bytes": "\(client.queue?.queued ?? 0)",
+            "kept_for_replay": "\(keep)",
+        ])
+        if keep {
+            if offline[client.session] == nil { offline[client.session] = ReplayBuffer(since: ContinuousClock.now) }
+            keepOffline(first, for: client.session)
+        }
+    }
+
+    /// Clients disconnected because their output queue overflowed (for metrics).
+    public private(set) var slowClientsDisconnected = 0
 
     public func removeClient(_ id: ClientID) {
         guard let client = clients.removeValue(forKey: id) else { return }
@@ -218,9 +273,35 @@ public actor KernelConnection {
     /// and bytes; overflow drops the oldest and the client is told how many on reconnect.
     struct ReplayBuffer {
         let since: ContinuousClock.Instant
-        var messages: [OutboundMessage] = []
+        /// Live messages are `storage[head...]`: dropping the oldest moves `head` instead of
+        /// shifting the array, and the dead prefix is compacted once it is half the storage.
+        private var storage: [OutboundMessage] = []
+        private var head = 0
         var bytes = 0
         var dropped = 0
+
+        init(since: ContinuousClock.Instant) { self.since = since }
+
+        var messages: ArraySlice<OutboundMessage> { storage[head...] }
+        var count: Int { storage.count - head }
+
+        /// Appends, then drops the oldest beyond the bounds; returns how many were dropped.
+        mutating func append(_ message: OutboundMessage, maxMessages: Int, maxBytes: Int) -> Int {
+            storage.append(message)
+            bytes += message.size
+            var n = 0
+            while count > maxMessages || (bytes > maxBytes && count > 1) {
+                bytes -= storage[head].size
+                head += 1
+                n += 1
+            }
+            if head > 64 && head * 2 > storage.count {
+                storage.removeFirst(head)
+                head = 0
+            }
+            dropped += n
+            return n
+        }
     }
 
     private var offline: [String: ReplayBuffer] = [:]
@@ -234,7 +315,7 @@ public actor KernelConnection {
 
     /// What the replay buffers hold right now, over all disconnected sessions.
     public var replayBuffered: (sessions: Int, messages: Int, bytes: Int) {
-        offline.values.reduce((offline.count, 0, 0)) { ($0.0, $0.1 + $1.messages.count, $0.2 + $1.bytes) }
+        offline.values.reduce((offline.count, 0, 0)) { ($0.0, $0.1 + $1.count, $0.2 + $1.bytes) }
     }
 
     public func setReplayLimits(messages: Int, bytes: Int, ttl: Duration) {
@@ -243,18 +324,13 @@ public actor KernelConnection {
     }
 
     private func keepOffline(_ message: OutboundMessage, for session: String) {
-        guard var buffer = offline[session] else { return }
-        buffer.messages.append(message)
-        buffer.bytes += Self.byteCount(message.message)
-        while buffer.messages.count > replayLimits.messages || (buffer.bytes > replayLimits.bytes && buffer.messages.count > 1) {
-            buffer.bytes -= Self.byteCount(buffer.messages.removeFirst().message)
-            buffer.dropped += 1
-            replayDroppedTotal += 1
-        }
-        offline[session] = buffer
+        // Mutated in place through the dictionary: copying the buffer out and back would copy
+        // every kept message on every message (the benchmark found 5x the CPU per execute).
+        guard offline[session] != nil else { return }
+        replayDroppedTotal += offline[session]!.append(message, maxMessages: replayLimits.messages, maxBytes: replayLimits.bytes)
     }
 
-    static func byteCount(_ m: JupyterMessage) -> Int {
+    public static func byteCount(_ m: JupyterMessage) -> Int {
         m.header.count + m.parentHeader.count + m.metadata.count + m.content.count + m.buffers.reduce(0) { $0 + $1.count }
     }
 
@@ -316,7 +392,7 @@ public actor KernelConnection {
     /// Pushes a message the gateway made (e.g. `status: restarting`) to every client.
     public func broadcast(_ message: JupyterMessage, on channel: Channel = .iopub) {
         let outbound = OutboundMessage(channel: channel, message: message)
-        for client in clients.values { client.continuation.yield(outbound) }
+        for id in Array(clients.keys) { deliver(outbound, to: id) }
     }
 
     /// A status message signed as the kernel would sign it, for clients that verify.
@@ -365,9 +441,12 @@ public actor KernelConnection {
                 }
             }
             let outbound = OutboundMessage(channel: .iopub, message: message)
-            for client in clients.values { client.continuation.yield(outbound) }
             expireOffline()
-            for session in offline.keys { keepOffline(outbound, for: session) }
+            // Sessions already offline keep it here; a client cut while delivering it keeps it
+            // in `overflowed`, so each session gets it exactly once.
+            let offlineSessions = Array(offline.keys)
+            for id in Array(clients.keys) { deliver(outbound, to: id) }
+            for session in offlineSessions { keepOffline(outbound, for: session) }
             return
         }
         guard let parent = message.parentMsgID else {
@@ -391,8 +470,8 @@ public actor KernelConnection {
         }
         let outbound = OutboundMessage(channel: channel, message: message)
         var delivered = false
-        for client in clients.values where client.session == session {
-            client.continuation.yield(outbound)
+        for (id, client) in clients where client.session == session {
+            deliver(outbound, to: id)
             delivered = true
         }
         if !delivered {
@@ -471,5 +550,38 @@ public actor KernelConnection {
     private func readyTimedOut() {
         for waiter in readyWaiters { waiter.resume(returning: ready) }
         readyWaiters.removeAll()
+    }
+}
+
+/// The bytes queued for one WebSocket client and not yet written: reserved by the kernel
+/// connection when it queues a message, released by the writer once the frame is written.
+/// Lock-free, so the relay's hot path pays one atomic operation per message.
+public final class ClientQueue: Sendable {
+    public let limit: Int
+    private let bytes = Atomic<Int>(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    public var queued: Int { bytes.load(ordering: .relaxed) }
+
+    /// False when the message would take the queue past its limit (a message larger than the
+    /// limit still goes through an empty queue, so one big output never disconnects).
+    func reserve(_ size: Int) -> Bool {
+        let before = bytes.add(size, ordering: .relaxed).oldValue
+        if before > 0 && before + size > limit {
+            bytes.subtract(size, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    /// Counts a message that must go out regardless (a replay).
+    func force(_ size: Int) {
+        bytes.add(size, ordering: .relaxed)
+    }
+
+    /// The writer wrote a message of this many raw bytes.
+    public func release(_ size: Int) {
+        bytes.subtract(size, ordering: .relaxed)
     }
 }

@@ -8,11 +8,14 @@ import Synchronization
 public final class OutboundMessage: Sendable {
     public let channel: Channel
     public let message: JupyterMessage
+    /// Raw bytes of the message's parts: what a client queue counts.
+    public let size: Int
     private let cache = Mutex<[WebSocketProtocol: WebSocketPayload]>([:])
 
     public init(channel: Channel, message: JupyterMessage) {
         self.channel = channel
         self.message = message
+        self.size = KernelConnection.byteCount(message)
     }
 
     public func payload(for proto: WebSocketProtocol) -> WebSocketPayload {

@@ -4,9 +4,12 @@ import JupyterProtocol
 public enum KernelExit: Sendable, Equatable, CustomStringConvertible {
     case exited(code: Int32)
     case signalled(signal: Int32)
+    /// A re-attached kernel is not our child: that it ended is known, how is not.
+    case vanished
 
     public var description: String {
         switch self {
+        case .vanished: "ended (exit status unknown: re-attached process, not a child of this gateway)"
         case .exited(let code): "exited with code \(code)"
         case .signalled(let signal): "killed by signal \(signal)\(signal == 9 ? " (SIGKILL)" : signal == 15 ? " (SIGTERM)" : "")"
         }
@@ -38,6 +41,10 @@ public struct LaunchRequest: Sendable {
 /// `launch_kernel` → connection info, `poll`, `send_signal`, `terminate`, `kill`, `cleanup`.
 /// One provisioner instance manages one kernel, across restarts.
 public protocol KernelProvisioner: Sendable {
+    /// How to find the running kernel after a gateway restart (session persistence); nil
+    /// when the backend cannot be re-attached. See `KernelHandle`.
+    func persistentHandle() async -> KernelHandle?
+
     /// Starts the kernel process and returns how to reach it. A restart calls this again and
     /// reuses the same connection info (ports and key), as jupyter_client does.
     func launch(_ request: LaunchRequest) async throws -> ConnectionInfo

@@ -162,6 +162,47 @@ public actor LocalProvisioner: KernelProvisioner {
         return text.split(separator: "\n", omittingEmptySubsequences: true).suffix(15).joined(separator: "\n")
     }
 
+    public func persistentHandle() -> KernelHandle? {
+        guard let pid, exits[generation] == nil else { return nil }
+        return KernelHandle(backend: "local", pid: pid, connectionFile: connectionFile, logFile: logFile)
+    }
+
+    /// Takes over a kernel process started by an earlier gateway, if it still runs and is the
+    /// kernel the handle names (its command line mentions the connection file, so a recycled
+    /// pid is not mistaken for it). Its end is noticed by polling, since it is not our child.
+    public static func attach(handle: KernelHandle, info: ConnectionInfo, logger: Logger) async -> LocalProvisioner? {
+        guard handle.backend == "local", let pid = handle.pid, let file = handle.connectionFile,
+              Self.processAlive(pid), Self.commandLine(of: pid).contains(file) else { return nil }
+        let provisioner = LocalProvisioner(logger: logger)
+        await provisioner.adopt(pid: pid, info: info, connectionFile: file, logFile: handle.logFile)
+        return provisioner
+    }
+
+    private func adopt(pid: pid_t, info: ConnectionInfo, connectionFile: String, logFile: String?) {
+        generation += 1
+        let gen = generation
+        self.pid = pid
+        self.connectionInfo = info
+        self.connectionFile = connectionFile
+        self.logFile = logFile
+        Task { [weak self] in
+            while Self.processAlive(pid) {
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+            await self?.processEnded(generation: gen, exit: .vanished)
+        }
+    }
+
+    static func processAlive(_ pid: pid_t) -> Bool {
+        if Glibc.kill(pid, 0) == 0 { return true }
+        return errno == EPERM
+    }
+
+    static func commandLine(of pid: pid_t) -> String {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return "" }
+        return String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+    }
+
     public func describe() -> String {
         pid.map { "local pid \($0)" } ?? "local (not running)"
     }

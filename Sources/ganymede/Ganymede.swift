@@ -4,6 +4,7 @@ import GatewayServer
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// `ganymede`: a Jupyter kernel gateway compatible with Enterprise Gateway and Kernel Gateway.
 ///
@@ -80,6 +81,14 @@ struct Ganymede: AsyncParsableCommand {
     var keyFile: String?
     @Option(name: .customLong("client-ca"), help: "PEM CA: require client certificates signed by it (mutual TLS). Env: EG_CLIENT_CA, KG_CLIENT_CA.")
     var clientCA: String?
+    @Option(name: .customLong("session-persistence"), help: "Record running kernels and re-attach them after a gateway restart (true|false). Env: EG_KERNEL_SESSION_PERSISTENCE. Default false.")
+    var sessionPersistence: String?
+    @Option(name: .customLong("persistence-root"), help: "Directory of the kernel session records. Env: EG_PERSISTENCE_ROOT. Default <runtime-dir>/sessions.")
+    var persistenceRoot: String?
+    @Option(name: .customLong("keep-kernels-on-exit"), help: "With session persistence, leave kernels running when the gateway stops, for the next one to re-attach (true|false). Env: GANYMEDE_KEEP_KERNELS_ON_EXIT. Default true.")
+    var keepKernelsOnExit: String?
+    @Option(name: .customLong("max-client-queue-bytes"), help: "Most bytes of output queued for a WebSocket client that does not keep up; beyond, it is disconnected and its session's output kept for replay. Env: GANYMEDE_MAX_CLIENT_QUEUE_BYTES. Default 67108864.")
+    var maxClientQueueBytes: Int?
     @Option(name: .customLong("runtime-dir"), help: "Directory for connection files and kernel logs (created 0700). Env: GANYMEDE_RUNTIME_DIR, JUPYTER_RUNTIME_DIR.")
     var runtimeDir: String?
     @Option(help: "YAML config file (keys as the long flag names with underscores, e.g. base_url: /gw/). Env: GANYMEDE_CONFIG.")
@@ -91,6 +100,50 @@ struct Ganymede: AsyncParsableCommand {
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
+        let (c, settings) = try makeConfiguration(env: env)
+        let level = Logger.Level(rawValue: (logLevel ?? settings.string("log_level", env: ["EG_LOG_LEVEL", "KG_LOG_LEVEL"]) ?? "info").lowercased()) ?? .info
+        let formatName = (logFormat ?? settings.string("log_format", env: []) ?? "text").lowercased()
+        guard let format = GatewayLogHandler.Format(rawValue: formatName) else {
+            throw ValidationError("--log-format must be text or json, got '\(formatName)'")
+        }
+        let redactor = GatewayLogHandler.Redactor.fromEnvironment(env, authToken: c.authToken, sensitivePhrases: c.sensitiveEnvKeys)
+        LoggingSystem.bootstrap { label in
+            GatewayLogHandler(label: label, level: level, format: format, redactor: redactor)
+        }
+        let logger = Logger(label: "ganymede")
+        if c.authToken.isEmpty && !["127.0.0.1", "localhost", "::1"].contains(c.ip) {
+            logger.warning("listening beyond loopback without an auth token: anyone who can reach \(c.ip):\(c.port) can run code")
+        }
+        if c.unauthorizedUsers.contains(c.gatewayUsername) {
+            logger.notice("requests without KERNEL_USERNAME run as the gateway user '\(c.gatewayUsername)', which is in the unauthorized users: they get 403 (EG's default); set KERNEL_USERNAME in requests or --unauthorized-users")
+        }
+        let gateway = Gateway(configuration: c, logger: logger)
+        let specCount = gateway.registry.specs.all.count
+        let (host, base, scheme) = (c.ip, c.baseURL, c.tls == nil ? "http" : "https")
+        let services = gateway.makeServices { port in
+            logger.info("Ganymede \(ganymedeVersion) listening on \(scheme)://\(host):\(port)\(base) with \(specCount) kernelspec(s)")
+        }
+        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // SIGHUP: read the flags, environment and config file again and apply what can change
+        // without a restart (kernelspecs, limits, user lists); nothing is dropped.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let reloader = Task {
+            for await _ in hangups {
+                do {
+                    let (fresh, _) = try makeConfiguration(env: env)
+                    _ = await gateway.registry.reload(fresh)
+                } catch {
+                    logger.error("SIGHUP: configuration not reloaded", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        defer { reloader.cancel() }
+        try await group.run()
+    }
+
+    /// Flags > environment > config file, read anew on SIGHUP (the file may have changed).
+    func makeConfiguration(env: [String: String]) throws -> (GatewayConfiguration, Settings) {
         let file = try Settings.loadFile(config ?? env["GANYMEDE_CONFIG"])
         let settings = Settings(env: env, file: file)
         var c = GatewayConfiguration()
@@ -157,11 +210,22 @@ struct Ganymede: AsyncParsableCommand {
         default:
             throw ValidationError("--certfile and --keyfile go together")
         }
+        if let v = try sessionPersistence.map(Settings.parseBool) ?? settings.bool("session_persistence", env: ["EG_KERNEL_SESSION_PERSISTENCE"]) {
+            c.sessionPersistence = v
+        }
+        c.persistenceRoot = persistenceRoot ?? settings.string("persistence_root", env: ["EG_PERSISTENCE_ROOT"])
+        if let v = try keepKernelsOnExit.map(Settings.parseBool) ?? settings.bool("keep_kernels_on_exit", env: []) {
+            c.keepKernelsOnExit = v
+        }
         if let v = try metricsPublic.map(Settings.parseBool) ?? settings.bool("metrics_public", env: []) { c.metricsPublic = v }
         if let v = try autoRestart.map(Settings.parseBool) ?? settings.bool("auto_restart", env: []) { c.autoRestart = v }
         if let n = try restartLimit ?? settings.int("restart_limit", env: []) {
             guard n >= 0 else { throw ValidationError("restart_limit must be >= 0") }
             c.restartLimit = n
+        }
+        if let n = try maxClientQueueBytes ?? settings.int("max_client_queue_bytes", env: []) {
+            guard n > 0 else { throw ValidationError("max_client_queue_bytes must be > 0") }
+            c.maxClientQueueBytes = n
         }
         if let n = try replayBufferMessages ?? settings.int("replay_buffer_messages", env: []) {
             guard n >= 0 else { throw ValidationError("replay_buffer_messages must be >= 0") }
@@ -179,30 +243,6 @@ struct Ganymede: AsyncParsableCommand {
             c.statusSampleInterval = .milliseconds(Int64(max(0.05, s) * 1000))
         }
 
-        let level = Logger.Level(rawValue: (logLevel ?? settings.string("log_level", env: ["EG_LOG_LEVEL", "KG_LOG_LEVEL"]) ?? "info").lowercased()) ?? .info
-        let formatName = (logFormat ?? settings.string("log_format", env: []) ?? "text").lowercased()
-        guard let format = GatewayLogHandler.Format(rawValue: formatName) else {
-            throw ValidationError("--log-format must be text or json, got '\(formatName)'")
-        }
-        let redactor = GatewayLogHandler.Redactor.fromEnvironment(env, authToken: c.authToken, sensitivePhrases: c.sensitiveEnvKeys)
-        LoggingSystem.bootstrap { label in
-            GatewayLogHandler(label: label, level: level, format: format, redactor: redactor)
-        }
-        let logger = Logger(label: "ganymede")
-        if c.authToken.isEmpty && !["127.0.0.1", "localhost", "::1"].contains(c.ip) {
-            logger.warning("listening beyond loopback without an auth token: anyone who can reach \(c.ip):\(c.port) can run code")
-        }
-        if c.unauthorizedUsers.contains(c.gatewayUsername) {
-            logger.notice("requests without KERNEL_USERNAME run as the gateway user '\(c.gatewayUsername)', which is in the unauthorized users: they get 403 (EG's default); set KERNEL_USERNAME in requests or --unauthorized-users")
-        }
-        let gateway = Gateway(configuration: c, logger: logger)
-        let specCount = gateway.registry.specs.all.count
-        let (host, base, scheme) = (c.ip, c.baseURL, c.tls == nil ? "http" : "https")
-        let services = gateway.makeServices { port in
-            logger.info("Ganymede \(ganymedeVersion) listening on \(scheme)://\(host):\(port)\(base) with \(specCount) kernelspec(s)")
-        }
-        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
-                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        return (c, settings)
     }
 }

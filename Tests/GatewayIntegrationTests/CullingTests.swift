@@ -61,13 +61,18 @@ struct CullingTests {
     }
 
     @Test func busyKernelIsKeptUnlessCullBusy() async throws {
-        try await TestGateway.with(configure: { Self.fastCuller(&$0); $0.cullConnected = true }) { gw in
+        try await TestGateway.with(configure: {
+            $0.cullIdleTimeout = .seconds(2)
+            $0.cullInterval = .milliseconds(300)
+            $0.cullConnected = true
+        }) { gw in
             let id = try await gw.startKernel()
             let client = ChannelsClient(proto: .v1)
             try await client.connect(gw, kernel: id)
             // Busy and silent: no output, so last_activity stays old while the cell runs.
-            let msg = client.execute("import time; time.sleep(4)")
-            try await Task.sleep(for: .seconds(3))
+            let msg = client.execute("import time; time.sleep(8)")
+            #expect(await client.waitForStatus(["busy"], timeout: .seconds(10)) != nil)
+            try await Task.sleep(for: .seconds(4))
             #expect(try await gw.request(.GET, "/api/kernels/\(id)").status == 200, "busy kernels are not culled by default")
             _ = await client.collect(until: msg)
             client.close()

@@ -107,4 +107,19 @@ struct LifecycleTests {
             #expect(reply != nil, "the request sent during the restart got its reply")
         }
     }
+
+    /// A stopping gateway tells connected clients why their kernel goes away, then closes.
+    @Test func gatewayShutdownIsAnnounced() async throws {
+        try await TestGateway.with { gw in
+            let id = try await gw.startKernel()
+            let client = ChannelsClient(proto: .v1)
+            try await client.connect(gw, kernel: id)
+            async let drained: Void = gw.gateway.registry.shutdownAll()
+            let dead = await client.waitForStatus(["dead"], timeout: .seconds(30))
+            #expect(dead.flatMap { ChannelsClient.string($0.content, "reason") } == "the gateway is shutting down")
+            await drained
+            #expect(try await gw.request(.POST, "/api/kernels", body: "{}").status == 503, "no new starts while draining")
+            client.close()
+        }
+    }
 }

@@ -78,7 +78,8 @@ struct KernelEnvironment {
         env["KERNEL_GATEWAY"] = "1"
         // ipykernel exits when this process goes away (ParentPollerUnix), as with jupyter_client:
         // kernels never outlive the gateway, even when it is killed with SIGKILL.
-        env["JPY_PARENT_PID"] = String(getpid())
+        // With session persistence the kernel must outlive a gateway restart to be re-attached.
+        if !c.sessionPersistence { env["JPY_PARENT_PID"] = String(getpid()) }
         for (k, v) in spec.file.env ?? [:] where overrides[k] == nil {
             env[k] = KernelSpecTemplate.substituteEnvironment(v, environment: env)
         }

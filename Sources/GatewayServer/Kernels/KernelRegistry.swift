@@ -6,6 +6,8 @@ import Provisioning
 /// All kernels of the gateway, by id.
 public actor KernelRegistry {
     public nonisolated let configuration: GatewayConfiguration
+    /// The settings SIGHUP can change (limits and user lists), as last reloaded.
+    public private(set) var current: GatewayConfiguration
     public nonisolated let specs: KernelSpecStore
     public nonisolated let metrics: GatewayMetrics
     private var kernels: [String: ManagedKernel] = [:]
@@ -17,14 +19,23 @@ public actor KernelRegistry {
     /// Kernels shut down by the culler, remembered so their ids answer 404 with the reason
     /// (a client that reconnects hours later learns why, nb2kg#31) instead of a bare 404.
     private var culled: [String: CulledKernel] = [:]
+    /// Session persistence, when on.
+    private let sessions: KernelSessionStore?
     private static let maxCulledRemembered = 10_000
 
     public init(configuration: GatewayConfiguration, specs: KernelSpecStore, logger: Logger,
                 environment: [String: String] = ProcessInfo.processInfo.environment,
                 metrics: GatewayMetrics = GatewayMetrics()) {
         self.configuration = configuration
+        self.current = configuration
         self.specs = specs
         self.metrics = metrics
+        if configuration.sessionPersistence {
+            let root = configuration.persistenceRoot ?? (configuration.runtimeDirectory + "/sessions")
+            sessions = KernelSessionStore(directory: root, logger: logger)
+        } else {
+            sessions = nil
+        }
         self.logger = logger
         self.gatewayEnvironment = environment
     }
@@ -44,6 +55,23 @@ public actor KernelRegistry {
     }
 
     public var count: Int { kernels.count }
+
+    /// Applies a re-read configuration (SIGHUP): kernelspecs, kernel limits and the user
+    /// lists. Everything else (ports, TLS, auth token, persistence) needs a restart.
+    /// Connections and running kernels are untouched.
+    public func reload(_ new: GatewayConfiguration) -> [String] {
+        current.maxKernels = new.maxKernels
+        current.maxKernelsPerUser = new.maxKernelsPerUser
+        current.authorizedUsers = new.authorizedUsers
+        current.unauthorizedUsers = new.unauthorizedUsers
+        current.kernelSpecDirectories = new.kernelSpecDirectories
+        let names = specs.reload(configuration: new)
+        logger.notice("configuration reloaded", metadata: [
+            "kernelspecs": "\(names.joined(separator: ","))", "max_kernels": "\(new.maxKernels.map(String.init) ?? "none")",
+            "max_kernels_per_user": "\(new.maxKernelsPerUser.map(String.init) ?? "none")",
+        ])
+        return names
+    }
 
     /// True once the gateway has begun stopping (no new starts).
     public var isShuttingDown: Bool { shuttingDown }
@@ -102,15 +130,15 @@ public actor KernelRegistry {
         // Kernels being started are already in `kernels` (registered before the first await
         // below), so concurrent POSTs cannot race past the limits (EG#855, KG#341).
         // EG's texts (`RemoteMappingKernelManager._enforce_kernel_limits`), reason "Forbidden".
-        if let max = configuration.maxKernels, kernels.count >= max {
+        if let max = current.maxKernels, kernels.count >= max {
             let n = kernels.count
             throw GatewayError(.forbidden, "A max kernels limit has been set to \(max) and there are currently \(n) active and pending \(n == 1 ? "kernel" : "kernels").")
         }
         let userCount = kernels.values.filter { $0.username == username }.count
-        if let max = configuration.maxKernelsPerUser, userCount >= max {
+        if let max = current.maxKernelsPerUser, userCount >= max {
             throw GatewayError(.forbidden, "A max kernels per user limit has been set to \(max) and user '\(username)' currently has \(userCount) active and pending \(userCount == 1 ? "kernel" : "kernels").")
         }
-        try KernelAuthorization.checkStart(user: username, spec: spec, configuration: configuration)
+        try KernelAuthorization.checkStart(user: username, spec: spec, configuration: current)
         let env = KernelEnvironment.build(clientEnv: clientEnv, gatewayEnv: gatewayEnvironment, configuration: configuration,
                                           spec: spec, kernelID: id, username: username)
         try ensureRuntimeDirectory()
@@ -121,6 +149,9 @@ public actor KernelRegistry {
                                     workingDirectory: clientEnv?["KERNEL_WORKING_DIR"].flatMap { Self.existingDirectory($0) })
         let kernel = ManagedKernel(id: id, spec: spec, username: username, provisioner: provisioner, request: request,
                                    configuration: configuration, metrics: metrics, logger: logger)
+        if let sessions {
+            await kernel.setOnLaunched(clientEnv: clientEnv) { record in sessions.save(record) }
+        }
         pending.insert(id)
         defer { pending.remove(id) }
         kernelLogger.info("starting kernel", metadata: ["kernelspec": "\(spec.name)", "user": "\(username)"])
@@ -182,7 +213,58 @@ public actor KernelRegistry {
         let kernel = try kernel(id)
         await kernel.shutdown()
         kernels.removeValue(forKey: id)
+        sessions?.remove(id)
         metrics.kernelEvent("shutdown", kernelspec: kernel.spec.name)
+    }
+
+    /// Re-attaches every kernel a previous gateway recorded (session persistence): a kernel
+    /// whose process still runs gets the same id and connection back; one that ended while
+    /// no gateway watched is reported (logged, counted, and its id answers 404 saying so).
+    public func reattachAll() async {
+        guard let sessions else { return }
+        let records = sessions.loadAll()
+        guard !records.isEmpty else { return }
+        logger.info("re-attaching persisted kernels", metadata: ["count": "\(records.count)"])
+        await withTaskGroup(of: Void.self) { group in
+            for record in records {
+                group.addTask { await self.reattach(record, store: sessions) }
+            }
+        }
+    }
+
+    private func reattach(_ record: KernelSessionRecord, store: KernelSessionStore) async {
+        var kernelLogger = logger
+        kernelLogger[metadataKey: "kernel_id"] = "\(record.kernelID)"
+        func lost(_ why: String) {
+            kernelLogger.warning("persisted kernel is gone", metadata: ["reason": "\(why)", "user": "\(record.username)"])
+            store.remove(record.kernelID)
+            metrics.kernelEvent("lost", kernelspec: record.kernelspec)
+            remember(record.kernelID, CulledKernel(at: Date(), idle: nil, state: "dead",
+                                                   note: "It ended while no gateway was running (\(why)); it was last recorded at \(Timestamp.iso8601(record.savedAt))."))
+            if let file = record.handle.connectionFile { unlink(file) }
+        }
+        guard kernels[record.kernelID] == nil else { return }
+        guard let spec = specs.spec(named: record.kernelspec) else { return lost("kernelspec '\(record.kernelspec)' no longer exists") }
+        guard let provisioner = await LocalProvisioner.attach(handle: record.handle, info: record.connection, logger: kernelLogger) else {
+            return lost("process \(record.handle.pid.map(String.init) ?? "?") not running")
+        }
+        let env = KernelEnvironment.build(clientEnv: record.clientEnv, gatewayEnv: gatewayEnvironment, configuration: configuration,
+                                          spec: spec, kernelID: record.kernelID, username: record.username)
+        let request = LaunchRequest(kernelID: record.kernelID, spec: spec, environment: env,
+                                    runtimeDirectory: configuration.runtimeDirectory)
+        let kernel = ManagedKernel(id: record.kernelID, spec: spec, username: record.username, provisioner: provisioner,
+                                   request: request, configuration: configuration, metrics: metrics, logger: logger)
+        await kernel.setOnLaunched(clientEnv: record.clientEnv) { r in store.save(r) }
+        kernels[record.kernelID] = kernel
+        do {
+            try await kernel.attach(info: record.connection, timeout: configuration.kernelInfoTimeout)
+            kernelLogger.info("re-attached kernel", metadata: ["user": "\(record.username)", "pid": "\(record.handle.pid ?? 0)"])
+            metrics.kernelEvent("reattached", kernelspec: spec.name)
+        } catch {
+            kernels.removeValue(forKey: record.kernelID)
+            await provisioner.kill()
+            lost("it did not answer: \(error.message)")
+        }
     }
 
     /// Sets the scrape-time gauges from the kernels as they are now.
@@ -221,6 +303,7 @@ public actor KernelRegistry {
             kernelLogger[metadataKey: "kernel_id"] = "\(kernel.id)"
             kernelLogger.warning("culling kernel", metadata: ["kernelspec": "\(kernel.spec.name)", "reason": "\(record.description)"])
             await kernel.cull(reason: record.description)
+            sessions?.remove(kernel.id)
             metrics.kernelEvent("culled", kernelspec: kernel.spec.name)
             kernels.removeValue(forKey: kernel.id)
             remember(kernel.id, record)
@@ -243,10 +326,26 @@ public actor KernelRegistry {
     public func shutdownAll() async {
         shuttingDown = true
         let all = Array(kernels.values)
+        if sessions != nil && configuration.keepKernelsOnExit {
+            // Their records stay: the next gateway with the same persistence root re-attaches.
+            logger.info("leaving kernels running for re-attach", metadata: ["count": "\(all.count)"])
+            await withTaskGroup(of: Void.self) { group in
+                for kernel in all { group.addTask { await kernel.detach() } }
+            }
+            kernels.removeAll()
+            return
+        }
         logger.info("shutting down all kernels", metadata: ["count": "\(all.count)"])
         await withTaskGroup(of: Void.self) { group in
-            for kernel in all { group.addTask { await kernel.shutdown() } }
+            for kernel in all {
+                group.addTask {
+                    // Connected clients learn why their kernel goes away before the socket closes.
+                    await kernel.announce("dead", reason: "the gateway is shutting down")
+                    await kernel.shutdown()
+                }
+            }
         }
+        for kernel in all { sessions?.remove(kernel.id) }
         kernels.removeAll()
     }
 }
@@ -257,8 +356,11 @@ struct CulledKernel: Sendable, CustomStringConvertible {
     /// Seconds without activity; nil for a dead kernel culled as such.
     let idle: Double?
     let state: String
+    /// Overrides the culling text (kernels lost across a gateway restart).
+    var note: String? = nil
 
     var description: String {
+        if let note { return note }
         let when = Timestamp.iso8601(at)
         if let idle {
             return "It was culled at \(when) after \(Int(idle)) s of inactivity (execution state \(state))."

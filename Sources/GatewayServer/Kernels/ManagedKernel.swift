@@ -32,6 +32,10 @@ public actor ManagedKernel {
     let configuration: GatewayConfiguration
     let metrics: GatewayMetrics
     var logger: Logger
+    /// Called after every successful (re)launch, with what re-attach needs (persistence).
+    var onLaunched: (@Sendable (KernelSessionRecord) async -> Void)?
+    /// The start request's `env`, kept for the session record.
+    var clientEnv: [String: String]?
     public private(set) var connection: KernelConnection?
     private(set) var lifecycle = KernelLifecycle()
     private var consecutiveRestarts = 0
@@ -62,13 +66,15 @@ public actor ManagedKernel {
         var replay = (sessions: 0, messages: 0, bytes: 0)
         var dropped = 0
         var bad = 0
+        var slow = 0
         if let connection {
             replay = await connection.replayBuffered
             dropped = await connection.replayDroppedTotal
             bad = await connection.droppedBadSignatures
+            slow = await connection.slowClientsDisconnected
         }
         return GatewayMetrics.KernelSample(state: a.state, kernelspec: spec.name, user: username, replay: replay,
-                                           replayDropped: dropped, badSignatures: bad)
+                                           replayDropped: dropped, badSignatures: bad, slowClientsDisconnected: slow)
     }
 
     /// What the culler looks at: jupyter_server's `execution_state`, `last_activity` and
@@ -111,6 +117,12 @@ public actor ManagedKernel {
         }
     }
 
+    /// An iopub status of the gateway's own to every connected client.
+    func announce(_ state: String, reason: String) async {
+        guard let connection, !lifecycle.isDead else { return }
+        await connection.broadcast(await connection.statusMessage(state, reason: reason))
+    }
+
     /// Shuts the kernel down for the culler, first telling connected clients why with an iopub
     /// `status: dead` (a bare close leaves them guessing, nb2kg#31).
     func cull(reason: String) async {
@@ -135,12 +147,48 @@ public actor ManagedKernel {
                            executionState: state ?? "unknown", connections: connections, reason: reason)
     }
 
+    func setOnLaunched(clientEnv: [String: String]?, _ hook: @escaping @Sendable (KernelSessionRecord) async -> Void) {
+        self.clientEnv = clientEnv
+        onLaunched = hook
+    }
+
+    /// Records where the running kernel is, for the session store.
+    private func persist() async {
+        guard let onLaunched, let connection, let handle = await provisioner.persistentHandle() else { return }
+        await onLaunched(KernelSessionRecord(kernelID: id, kernelspec: spec.name, username: username,
+                                             connection: connection.info, handle: handle, clientEnv: clientEnv,
+                                             savedAt: Date()))
+    }
+
+    /// Takes over a kernel an earlier gateway started (the provisioner is already attached to
+    /// its process): connects, waits for `kernel_info`, and watches it as if we had started it.
+    func attach(info: ConnectionInfo, timeout: Duration) async throws(GatewayError) {
+        let c = KernelConnection(kernelID: id, info: info, logger: logger)
+        do {
+            try await c.connect()
+            await c.setReplayLimits(messages: configuration.replayBufferMessages, bytes: configuration.replayBufferBytes,
+                                    ttl: configuration.replayBufferTTL)
+        } catch {
+            throw GatewayError(.internalServerError, reason: "Kernel connection failed", "\(error)")
+        }
+        connection = c
+        guard await c.waitUntilReady(timeout: timeout) else {
+            await c.close()
+            connection = nil
+            throw GatewayError(.internalServerError, reason: "Kernel not answering", "Kernel \(id) did not answer kernel_info within \(timeout)")
+        }
+        lifecycle.started()
+        await c.startHeartbeat(interval: configuration.heartbeatInterval)
+        watchForDeath()
+    }
+
     /// Launches the process and waits until it answers `kernel_info_request`.
     /// On failure nothing is left running.
     func start(timeout: Duration) async throws(GatewayError) {
         do {
             try await launchAndWait(timeout: timeout)
             lifecycle.started()
+            await persist()
             // Only once the kernel is up: pings before it binds its port would count as missed.
             await connection?.startHeartbeat(interval: configuration.heartbeatInterval)
             watchForDeath()
@@ -226,6 +274,7 @@ public actor ManagedKernel {
         do {
             try await launchAndWait(timeout: configuration.kernelLaunchTimeout)
             lifecycle.started()
+            await persist()
             if let connection { await connection.broadcast(await connection.statusMessage("starting")) }
             await connection?.releaseRequests()
             watchForDeath()
@@ -279,10 +328,19 @@ public actor ManagedKernel {
             throw error
         }
         lifecycle.started()
+        await persist()
         if let connection { await connection.broadcast(await connection.statusMessage("starting")) }
         await connection?.releaseRequests()
         consecutiveRestarts = 0
         watchForDeath()
+    }
+
+    /// Lets go of the kernel without stopping it: the gateway is exiting and its successor
+    /// will re-attach (session persistence). Sockets and WebSockets close; the process runs on.
+    func detach() async {
+        guard lifecycle.beginTermination() else { return }
+        watcher?.cancel()
+        await connection?.close()
     }
 
     /// Stops the kernel for good and releases everything it held.

@@ -33,6 +33,7 @@ public final class GatewayMetrics: Sendable {
     /// Every relayed message, both directions: the status page's message rate reads it.
     /// swift-metrics counters are write-only, so this plain atomic rides alongside them.
     private let relayedTotal = Atomic<Int>(0)
+    private let slowClients: CoreMetrics.Gauge
 
     public enum Direction: String, Sendable, CaseIterable {
         case toKernel = "client_to_kernel"
@@ -66,6 +67,7 @@ public final class GatewayMetrics: Sendable {
         replaySessions = CoreMetrics.Gauge(label: "ganymede_replay_buffered_sessions", factory: factory)
         replayDropped = CoreMetrics.Gauge(label: "ganymede_replay_dropped_messages", factory: factory)
         badSignatures = CoreMetrics.Gauge(label: "ganymede_kernel_bad_signatures", factory: factory)
+        slowClients = CoreMetrics.Gauge(label: "ganymede_slow_clients_disconnected", factory: factory)
     }
 
     private static func key(_ channel: Channel, _ direction: Direction) -> Int {
@@ -136,6 +138,7 @@ public final class GatewayMetrics: Sendable {
         public var replay: (sessions: Int, messages: Int, bytes: Int)
         public var replayDropped: Int
         public var badSignatures: Int
+        public var slowClientsDisconnected: Int = 0
     }
 
     /// Sets `ganymede_kernels{state,kernelspec,user}` and the replay gauges from a snapshot;
@@ -145,7 +148,9 @@ public final class GatewayMetrics: Sendable {
         var replay = (sessions: 0, messages: 0, bytes: 0)
         var dropped = 0
         var bad = 0
+        var slow = 0
         for k in kernels {
+            slow += k.slowClientsDisconnected
             let dims = [("state", k.state), ("kernelspec", k.kernelspec), ("user", k.user)]
             let key = dims.map { $0.1 }.joined(separator: "\u{1}")
             counts[key, default: (dims, 0)].n += 1
@@ -168,6 +173,7 @@ public final class GatewayMetrics: Sendable {
         replayBytes.record(replay.bytes)
         replayDropped.record(dropped)
         badSignatures.record(bad)
+        slowClients.record(slow)
     }
 
     /// The Prometheus text exposition.

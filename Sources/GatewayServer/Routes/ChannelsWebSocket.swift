@@ -90,7 +90,8 @@ struct ChannelsWebSocket {
         var logger = logger
         logger[metadataKey: "kernel_id"] = "\(id)"
         // Only a client that names its session can come back for what it missed.
-        let (client, messages) = await connection.addClient(session: session, replayable: requestedSession != nil)
+        let (client, messages, queue) = await connection.addClient(session: session, replayable: requestedSession != nil,
+                                                                   queueLimit: configuration.maxClientQueueBytes)
         logger.debug("websocket connected", metadata: ["session_id": "\(session)", "protocol": "\(proto == .v1 ? "v1" : "legacy")"])
         let maxSize = configuration.maxWebSocketMessageSize
         let logger2 = logger
@@ -110,6 +111,7 @@ struct ChannelsWebSocket {
                     } catch {
                         return
                     }
+                    queue.release(message.size)
                 }
             }
             group.addTask {

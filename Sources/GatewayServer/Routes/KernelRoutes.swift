@@ -27,6 +27,8 @@ struct KernelRoutes {
         let env = try KernelEnvironment.validate(body?["env"])
         let kernel = try await registry.start(name: name, clientEnv: env)
         let model = await kernel.model()
+        context.logger.info("kernel created", metadata: ["kernel_id": "\(model.id)", "user": "\(kernel.username)",
+                                                       "kernelspec": "\(model.name)"])
         let location = "\(configuration.baseURL)api/kernels/\(model.id)"
         return try HTTPHelpers.json(encodable: model, status: .created, headers: [.location: location])
     }

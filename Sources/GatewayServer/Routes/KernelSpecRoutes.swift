@@ -9,6 +9,8 @@ import NIOCore
 struct KernelSpecRoutes {
     let specs: KernelSpecStore
     let configuration: GatewayConfiguration
+    /// For the user lists as last reloaded.
+    let registry: KernelRegistry
 
     func model(_ spec: KernelSpec) throws -> [String: Any] {
         let encoder = JSONEncoder()
@@ -24,11 +26,12 @@ struct KernelSpecRoutes {
         return out
     }
 
-    func list(_ request: Request, _ context: GatewayRequestContext) throws -> Response {
+    func list(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        let users = await registry.current
         var all: [String: Any] = [:]
         let user = Self.userFilter(request)
         for (name, spec) in specs.all {
-            if let user, !KernelAuthorization.isVisible(spec, to: user, configuration: configuration) { continue }
+            if let user, !KernelAuthorization.isVisible(spec, to: user, configuration: users) { continue }
             all[name] = try model(spec)
         }
         var defaultName = configuration.defaultKernelName
@@ -39,12 +42,13 @@ struct KernelSpecRoutes {
         return try HTTPHelpers.json(out)
     }
 
-    func get(_ request: Request, _ context: GatewayRequestContext) throws -> Response {
+    func get(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        let users = await registry.current
         let name = context.parameters.get("name") ?? ""
         guard let spec = specs.spec(named: name.removingPercentEncoding ?? name) else {
             throw GatewayError.notFound("Kernel spec \(name) not found")
         }
-        if let user = Self.userFilter(request), !KernelAuthorization.isVisible(spec, to: user, configuration: configuration) {
+        if let user = Self.userFilter(request), !KernelAuthorization.isVisible(spec, to: user, configuration: users) {
             throw GatewayError.forbidden("User \(user) is not authorized to use kernel spec \(spec.name)")
         }
         return try HTTPHelpers.json(try model(spec))
