@@ -160,7 +160,7 @@ struct StatusPage {
     table{width:100%;border-collapse:collapse;background:var(--card);border:1px solid var(--line);border-radius:8px}
     th,td{text-align:left;padding:7px 10px;border-bottom:1px solid var(--line);vertical-align:top}
     th{font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.03em}
-    td.id{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}td.num{text-align:right}.sub{color:var(--muted);font-size:12px}
+    td.id{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;white-space:nowrap}td.num{text-align:right}.sub{color:var(--muted);font-size:12px}
     td.empty{color:var(--muted);text-align:center;padding:18px}.reason{color:var(--bad);font-size:12px;max-width:28em;overflow-wrap:anywhere}
     .state{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;background:#eef0f4}
     .st-idle{background:#dff3e8;color:#17794a}.st-busy{background:#fdebd3;color:#a25c06}.st-starting{background:#e3ebfb;color:#2c53a8}
