@@ -75,6 +75,12 @@ public struct GatewayConfiguration: Sendable {
     public var sessionPersistence = false
     public var persistenceRoot: String?
     public var keepKernelsOnExit = true
+    /// Named resource profiles (config file `resource_profiles`), whether clients may ask for
+    /// resources outside them (KERNEL_CPUS/KERNEL_MEMORY/KERNEL_GPUS), and the cgroup v1 root
+    /// under which local kernels get their limits. See `ResourcePolicy`, `LocalResourceLimits`.
+    public var resourceProfiles: [String: ResourceRequest] = [:]
+    public var allowCustomResources = true
+    public var cgroupRoot = "/sys/fs/cgroup"
     /// HTTPS and WSS when set (EG_CERTFILE / EG_KEYFILE, and EG_CLIENT_CA for client
     /// certificates); see `TLSSettings.load`.
     public var tls: TLSConfiguration?

@@ -217,6 +217,13 @@ struct Ganymede: AsyncParsableCommand {
         if let v = try keepKernelsOnExit.map(Settings.parseBool) ?? settings.bool("keep_kernels_on_exit", env: []) {
             c.keepKernelsOnExit = v
         }
+        do {
+            c.resourceProfiles = try ResourcePolicy.parseProfiles(file["resource_profiles"])
+        } catch {
+            throw ValidationError("resource_profiles: \(error.description)")
+        }
+        if let v = try settings.bool("allow_custom_resources", env: []) { c.allowCustomResources = v }
+        if let root = settings.string("cgroup_root", env: []) { c.cgroupRoot = root }
         if let v = try metricsPublic.map(Settings.parseBool) ?? settings.bool("metrics_public", env: []) { c.metricsPublic = v }
         if let v = try autoRestart.map(Settings.parseBool) ?? settings.bool("auto_restart", env: []) { c.autoRestart = v }
         if let n = try restartLimit ?? settings.int("restart_limit", env: []) {

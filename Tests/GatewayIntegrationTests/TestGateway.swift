@@ -23,6 +23,7 @@ struct TestGateway {
     /// Runs `body` against a fresh gateway, then stops every kernel and the server.
     static func with(
         configure: (inout GatewayConfiguration) -> Void = { _ in },
+        pathPrefix: String? = nil,
         _ body: (TestGateway) async throws -> Void
     ) async throws {
         var c = GatewayConfiguration()
@@ -37,6 +38,7 @@ struct TestGateway {
         let venv = repositoryRoot.appendingPathComponent(".venv/bin").path
         if FileManager.default.fileExists(atPath: venv) { env["PATH"] = venv + ":" + (env["PATH"] ?? "/usr/bin:/bin") }
         env["GANYMEDE_TEST_SECRET"] = "visible-to-kernels"
+        if let pathPrefix { env["PATH"] = pathPrefix + ":" + (env["PATH"] ?? "/usr/bin:/bin") }
         var logger = Logger(label: "test-gateway")
         logger.logLevel = .warning
         let gateway = Gateway(configuration: c, logger: logger, environment: env)

@@ -10,6 +10,8 @@ public actor KernelRegistry {
     public private(set) var current: GatewayConfiguration
     public nonisolated let specs: KernelSpecStore
     public nonisolated let metrics: GatewayMetrics
+    /// The gateway host's capacity and the local kernels' grants.
+    public nonisolated let ledger: ResourceLedger
     private var kernels: [String: ManagedKernel] = [:]
     /// Ids being started: counted so a duplicate KERNEL_ID cannot race in.
     private var pending: Set<String> = []
@@ -30,6 +32,7 @@ public actor KernelRegistry {
         self.current = configuration
         self.specs = specs
         self.metrics = metrics
+        self.ledger = ResourceLedger(capacity: ResourceLedger.discover(environment: environment, logger: logger))
         if configuration.sessionPersistence {
             let root = configuration.persistenceRoot ?? (configuration.runtimeDirectory + "/sessions")
             sessions = KernelSessionStore(directory: root, logger: logger)
@@ -139,24 +142,26 @@ public actor KernelRegistry {
             throw GatewayError(.forbidden, "A max kernels per user limit has been set to \(max) and user '\(username)' currently has \(userCount) active and pending \(userCount == 1 ? "kernel" : "kernels").")
         }
         try KernelAuthorization.checkStart(user: username, spec: spec, configuration: current)
-        let env = KernelEnvironment.build(clientEnv: clientEnv, gatewayEnv: gatewayEnvironment, configuration: configuration,
+        var env = KernelEnvironment.build(clientEnv: clientEnv, gatewayEnv: gatewayEnvironment, configuration: configuration,
                                           spec: spec, kernelID: id, username: username)
         try ensureRuntimeDirectory()
         var kernelLogger = logger
         kernelLogger[metadataKey: "kernel_id"] = "\(id)"
         let provisioner = try Self.provisioner(for: spec, logger: kernelLogger)
-        let request = LaunchRequest(kernelID: id, spec: spec, environment: env, runtimeDirectory: configuration.runtimeDirectory,
+        let (launchSpec, resources) = try admitResources(id: id, clientEnv: clientEnv, spec: spec, env: &env)
+        let request = LaunchRequest(kernelID: id, spec: launchSpec, environment: env, runtimeDirectory: configuration.runtimeDirectory,
                                     workingDirectory: clientEnv?["KERNEL_WORKING_DIR"].flatMap { Self.existingDirectory($0) })
         let kernel = ManagedKernel(id: id, spec: spec, username: username, provisioner: provisioner, request: request,
-                                   configuration: configuration, metrics: metrics, logger: logger)
-        if let sessions {
-            await kernel.setOnLaunched(clientEnv: clientEnv) { record in sessions.save(record) }
-        }
+                                   configuration: configuration, metrics: metrics, logger: logger, resources: resources)
         pending.insert(id)
         defer { pending.remove(id) }
         kernelLogger.info("starting kernel", metadata: ["kernelspec": "\(spec.name)", "user": "\(username)"])
-        // Registered before it is ready, so a gateway shutdown meanwhile stops it too.
+        // Registered before it is ready (and before any suspension since the limit checks), so
+        // concurrent starts count it and a gateway shutdown meanwhile stops it too.
         kernels[id] = kernel
+        if let sessions {
+            await kernel.setOnLaunched(clientEnv: clientEnv) { record in sessions.save(record) }
+        }
         do {
             try await kernel.start(timeout: timeout)
         } catch {
@@ -171,6 +176,42 @@ public actor KernelRegistry {
         }
         kernelLogger.info("kernel started")
         return kernel
+    }
+
+    /// Resolves the start's resource request, admits it against the host's capacity, assigns
+    /// GPUs (CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES) and wraps the argv of a local kernel
+    /// so its cgroup limits apply from its first instruction. Returns the spec to launch.
+    private func admitResources(id: String, clientEnv: [String: String]?, spec: KernelSpec,
+                                env: inout [String: String]) throws(GatewayError) -> (KernelSpec, KernelResources?) {
+        let policy = ResourcePolicy(profiles: configuration.resourceProfiles, allowCustom: configuration.allowCustomResources)
+        let wanted = try policy.request(env: clientEnv, spec: spec)
+        if !ledger.capacity.gpus.isEmpty {
+            // Exclusive assignment: a kernel sees only the devices it was given (none unless asked).
+            env["CUDA_VISIBLE_DEVICES"] = ""
+            env["NVIDIA_VISIBLE_DEVICES"] = "none"
+        }
+        guard !wanted.isEmpty else { return (spec, nil) }
+        let grant = try ledger.reserve(kernelID: id, wanted)
+        if !grant.gpuIndices.isEmpty {
+            let devices = grant.gpuIndices.map(String.init).joined(separator: ",")
+            env["CUDA_VISIBLE_DEVICES"] = devices
+            env["NVIDIA_VISIBLE_DEVICES"] = devices
+        }
+        var launchSpec = spec
+        var limits: LocalResourceLimits?
+        if Self.isLocal(spec) {
+            limits = LocalResourceLimits.prepare(kernelID: id, cpus: wanted.cpus, memoryBytes: wanted.memoryBytes,
+                                                 root: configuration.cgroupRoot)
+            if let limits { launchSpec.file.argv = limits.wrap(spec.file.argv) }
+        }
+        logger.info("resources granted", metadata: ["kernel_id": "\(id)", "resources": "\(wanted.summary)",
+                                                    "gpus": "\(grant.gpuIndices)", "mechanism": "\(limits?.mechanism.rawValue ?? "none")"])
+        return (launchSpec, KernelResources(grant: grant, ledger: ledger, limits: limits))
+    }
+
+    static func isLocal(_ spec: KernelSpec) -> Bool {
+        let className = spec.processProxy?["class_name"]?.stringValue
+        return className == nil || className == "enterprise_gateway.services.processproxies.processproxy.LocalProcessProxy"
     }
 
     /// Picks the backend from `metadata.process_proxy.class_name` (EG) or

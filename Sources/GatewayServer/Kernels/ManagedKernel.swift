@@ -16,9 +16,11 @@ public struct KernelModel: Codable, Sendable, Equatable {
     public var executionState: String
     public var connections: Int
     public var reason: String?
+    /// What the kernel was granted (resource profiles), when it asked for anything.
+    public var resources: ResourceLedger.Grant?
 
     enum CodingKeys: String, CodingKey {
-        case id, name, lastActivity = "last_activity", executionState = "execution_state", connections, reason
+        case id, name, lastActivity = "last_activity", executionState = "execution_state", connections, reason, resources
     }
 }
 
@@ -34,6 +36,9 @@ public actor ManagedKernel {
     var logger: Logger
     /// Called after every successful (re)launch, with what re-attach needs (persistence).
     var onLaunched: (@Sendable (KernelSessionRecord) async -> Void)?
+    /// Granted resources and their enforcement; released when the kernel ends for good.
+    nonisolated let resources: KernelResources?
+    private var oomKillsSeen = 0
     /// The start request's `env`, kept for the session record.
     var clientEnv: [String: String]?
     public private(set) var connection: KernelConnection?
@@ -43,8 +48,9 @@ public actor ManagedKernel {
     private var lastActivityFallback = Date()
 
     init(id: String, spec: KernelSpec, username: String, provisioner: any KernelProvisioner, request: LaunchRequest,
-         configuration: GatewayConfiguration, metrics: GatewayMetrics, logger: Logger) {
+         configuration: GatewayConfiguration, metrics: GatewayMetrics, logger: Logger, resources: KernelResources? = nil) {
         self.id = id
+        self.resources = resources
         self.metrics = metrics
         self.spec = spec
         self.username = username
@@ -144,7 +150,8 @@ public actor ManagedKernel {
         var reason: String?
         if case .dead(let r) = lifecycle.state { reason = r }
         return KernelModel(id: id, name: spec.name, lastActivity: Timestamp.iso8601(activity),
-                           executionState: state ?? "unknown", connections: connections, reason: reason)
+                           executionState: state ?? "unknown", connections: connections, reason: reason,
+                           resources: resources?.grant)
     }
 
     func setOnLaunched(clientEnv: [String: String]?, _ hook: @escaping @Sendable (KernelSessionRecord) async -> Void) {
@@ -256,21 +263,42 @@ public actor ManagedKernel {
         }
     }
 
+    /// "out of memory (limit 256 MiB)" when the kernel's memory cgroup OOM-killed it since we
+    /// last looked, else the exit status.
+    private func deathReason(_ exit: KernelExit) -> String {
+        if let limits = resources?.limits, let memory = limits.memoryBytes {
+            let kills = limits.oomKills()
+            if kills > oomKillsSeen {
+                oomKillsSeen = kills
+                return "out of memory (limit \(Quantity.formatBytes(memory)))"
+            }
+        }
+        return "\(exit)"
+    }
+
+    private func releaseResources() {
+        guard let resources else { return }
+        resources.ledger.release(kernelID: id)
+        resources.limits?.remove()
+    }
+
     private func processDied(_ exit: KernelExit) async {
         guard lifecycle.state == .running else { return }
-        logger.warning("kernel died", metadata: ["status": "\(exit)"])
+        let why = deathReason(exit)
+        logger.warning("kernel died", metadata: ["status": "\(exit)", "reason": "\(why)"])
         metrics.kernelEvent("died", kernelspec: spec.name)
         guard autoRestart, consecutiveRestarts < restartLimit else {
-            lifecycle.died(reason: "Kernel \(exit); restart limit reached or auto-restart disabled")
-            await connection?.broadcast(await connection!.statusMessage("dead", reason: "\(exit)"))
+            lifecycle.died(reason: "Kernel \(why); restart limit reached or auto-restart disabled")
+            await connection?.broadcast(await connection!.statusMessage("dead", reason: why))
             await provisioner.cleanup(restart: false)
+            releaseResources()
             return
         }
         consecutiveRestarts += 1
         lifecycle.beginRestart()
         metrics.kernelEvent("restart_auto", kernelspec: spec.name)
         await connection?.holdRequests()
-        if let connection { await connection.broadcast(await connection.statusMessage("restarting", reason: "\(exit)")) }
+        if let connection { await connection.broadcast(await connection.statusMessage("restarting", reason: why)) }
         do {
             try await launchAndWait(timeout: configuration.kernelLaunchTimeout)
             lifecycle.started()
@@ -385,6 +413,7 @@ public actor ManagedKernel {
             lastActivityFallback = Date()
         }
         await provisioner.cleanup(restart: restart)
+        if !restart { releaseResources() }
     }
 
     private func exited(within timeout: Duration) async -> Bool {
@@ -394,4 +423,12 @@ public actor ManagedKernel {
             { @Sendable in try? await Task.sleep(for: timeout); return false },
         ])
     }
+}
+
+/// A kernel's granted resources, the ledger to give them back to, and the local limits that
+/// enforce them (nil for backends that enforce on their own side).
+public struct KernelResources: Sendable {
+    public let grant: ResourceLedger.Grant
+    public let ledger: ResourceLedger
+    public let limits: LocalResourceLimits?
 }

@@ -1,0 +1,138 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// A GPU of the gateway host, as `nvidia-smi --query-gpu=index,uuid,name --format=csv,noheader` lists it.
+public struct GPUDevice: Sendable, Codable, Equatable {
+    public var index: Int
+    public var uuid: String
+    public var name: String
+}
+
+/// What the gateway host offers and what its kernels hold: admission control for local
+/// kernels. A start that does not fit is refused with 503 naming what is short; every kind of
+/// kernel end (shutdown, cull, final death, failed start) releases its grant. Synchronous (a
+/// lock, not an actor), so the registry can admit without a suspension point between its
+/// limit checks and registering the kernel.
+public final class ResourceLedger: Sendable {
+    public struct Capacity: Sendable, Codable {
+        public var cpus: Double
+        public var memoryBytes: Int64
+        public var gpus: [GPUDevice]
+
+        enum CodingKeys: String, CodingKey { case cpus, memoryBytes = "memory_bytes", gpus }
+    }
+
+    /// What one kernel holds: its request and, for GPUs, the devices it was given.
+    public struct Grant: Sendable, Codable, Equatable {
+        public var request: ResourceRequest
+        public var gpuIndices: [Int]
+
+        enum CodingKeys: String, CodingKey { case request, gpuIndices = "gpus" }
+    }
+
+    public let capacity: Capacity
+    private let state = Mutex<[String: Grant]>([:])
+
+    public init(capacity: Capacity) {
+        self.capacity = capacity
+    }
+
+    /// The host as it is: online CPUs, physical memory, and GPUs from `nvidia-smi` when it is
+    /// on the gateway's PATH (none otherwise).
+    public static func discover(environment: [String: String], logger: Logger) -> Capacity {
+        Capacity(cpus: Double(ProcessInfo.processInfo.activeProcessorCount),
+                 memoryBytes: Int64(ProcessInfo.processInfo.physicalMemory),
+                 gpus: discoverGPUs(path: environment["PATH"], logger: logger))
+    }
+
+    static func discoverGPUs(path: String?, logger: Logger) -> [GPUDevice] {
+        let dirs = (path ?? "/usr/bin:/bin").split(separator: ":")
+        let candidates: [String] = dirs.map { dir in "\(dir)/nvidia-smi" }
+        guard let smi = candidates.first(where: { path in access(path, X_OK) == 0 }) else { return [] }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: smi)
+        process.arguments = ["--query-gpu=index,uuid,name", "--format=csv,noheader"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            logger.warning("nvidia-smi failed", metadata: ["error": "\(error)"])
+            return []
+        }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { return [] }
+        return parseGPUs(String(decoding: data, as: UTF8.self))
+    }
+
+    static func parseGPUs(_ csv: String) -> [GPUDevice] {
+        csv.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: ",", maxSplits: 2).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard f.count == 3, let index = Int(f[0]) else { return nil }
+            return GPUDevice(index: index, uuid: f[1], name: f[2])
+        }
+    }
+
+    public var inUse: ResourceRequest { state.withLock { Self.used($0) } }
+
+    static func used(_ grants: [String: Grant]) -> ResourceRequest {
+        var r = ResourceRequest(cpus: 0, memoryBytes: 0, gpus: 0)
+        for g in grants.values {
+            r.cpus! += g.request.cpus ?? 0
+            r.memoryBytes! += g.request.memoryBytes ?? 0
+            r.gpus! += g.gpuIndices.count
+        }
+        return r
+    }
+
+    public var allGrants: [String: Grant] { state.withLock { $0 } }
+
+    /// Admits the request or says what is short (503, as the start may succeed later).
+    public func reserve(kernelID: String, _ request: ResourceRequest) throws(GatewayError) -> Grant {
+        let result: Result<Grant, GatewayError> = state.withLock { grants in
+            do throws(GatewayError) {
+                let grant = try Self.admit(request, grants: grants, capacity: capacity)
+                grants[kernelID] = grant
+                return .success(grant)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    static func admit(_ request: ResourceRequest, grants: [String: Grant], capacity: Capacity) throws(GatewayError) -> Grant {
+        let used = Self.used(grants)
+        if let cpus = request.cpus, (used.cpus ?? 0) + cpus > capacity.cpus + 1e-9 {
+            throw Self.short("CPUs", asked: Quantity.format(cpus), free: Quantity.format(capacity.cpus - (used.cpus ?? 0)),
+                             total: Quantity.format(capacity.cpus))
+        }
+        if let mem = request.memoryBytes, (used.memoryBytes ?? 0) + mem > capacity.memoryBytes {
+            throw Self.short("memory", asked: Quantity.formatBytes(mem),
+                             free: Quantity.formatBytes(capacity.memoryBytes - (used.memoryBytes ?? 0)),
+                             total: Quantity.formatBytes(capacity.memoryBytes))
+        }
+        var devices: [Int] = []
+        if let n = request.gpus, n > 0 {
+            let taken = Set(grants.values.flatMap(\.gpuIndices))
+            let free = capacity.gpus.map(\.index).filter { !taken.contains($0) }
+            guard free.count >= n else {
+                throw Self.short("GPUs", asked: "\(n)", free: "\(free.count)", total: "\(capacity.gpus.count)")
+            }
+            devices = Array(free.prefix(n))
+        }
+        return Grant(request: request, gpuIndices: devices)
+    }
+
+    public func release(kernelID: String) {
+        _ = state.withLock { $0.removeValue(forKey: kernelID) }
+    }
+
+    static func short(_ what: String, asked: String, free: String, total: String) -> GatewayError {
+        GatewayError(.serviceUnavailable, reason: "Insufficient resources",
+                     "Not enough \(what) on this host: asked for \(asked), \(free) free of \(total). Try again when a kernel ends, or ask for less.")
+    }
+}

@@ -1,0 +1,29 @@
+import Foundation
+import Hummingbird
+
+/// `GET /api/resources`: the profiles on offer, the host's capacity, what is in use and each
+/// kernel's grant (issue: "shows profiles, capacity and what is in use per host"; local host
+/// only until remote placement exists).
+struct ResourceRoutes {
+    let registry: KernelRegistry
+    let configuration: GatewayConfiguration
+
+    func get(_ request: Request, _ context: GatewayRequestContext) throws -> Response {
+        struct Body: Encodable {
+            var profiles: [String: ResourceRequest]
+            var allowCustom: Bool
+            var hosts: [String: Host]
+            enum CodingKeys: String, CodingKey { case profiles, allowCustom = "allow_custom", hosts }
+        }
+        struct Host: Encodable {
+            var capacity: ResourceLedger.Capacity
+            var inUse: ResourceRequest
+            var kernels: [String: ResourceLedger.Grant]
+            enum CodingKeys: String, CodingKey { case capacity, inUse = "in_use", kernels }
+        }
+        let ledger = registry.ledger
+        let local = Host(capacity: ledger.capacity, inUse: ledger.inUse, kernels: ledger.allGrants)
+        return try HTTPHelpers.json(encodable: Body(profiles: configuration.resourceProfiles,
+                                                    allowCustom: configuration.allowCustomResources, hosts: ["localhost": local]))
+    }
+}

@@ -1,0 +1,42 @@
+"""Resource profiles from the YAML config file, through the binary."""
+
+from __future__ import annotations
+
+from conftest import Gateway
+
+
+def test_profiles_from_config_file(tmp_path):
+    cfg = tmp_path / "profiles.yaml"
+    cfg.write_text("resource_profiles:\n  small: {cpus: 0.5, memory: 512Mi}\n  gpu: {cpus: 1, memory: 1Gi, gpus: 1}\n"
+                   "allow_custom_resources: false\n")
+    gw = Gateway(tmp_path / "gw", args=["--config", str(cfg)]).start()
+    try:
+        res = gw.request("GET", "api/resources").json()
+        assert res["profiles"]["small"] == {"cpus": 0.5, "memory_bytes": 512 << 20}
+        assert res["allow_custom"] is False
+        r = gw.request("POST", "api/kernels", json={"name": "python3", "env": {"KERNEL_RESOURCE_PROFILE": "small"}}, timeout=90)
+        assert r.status_code == 201, r.text
+        assert r.json()["resources"]["request"] == {"cpus": 0.5, "memory_bytes": 512 << 20}
+        custom = gw.request("POST", "api/kernels", json={"name": "python3", "env": {"KERNEL_CPUS": "1"}}, timeout=30)
+        assert custom.status_code == 403 and "profiles" in custom.json()["message"]
+        unknown = gw.request("POST", "api/kernels", json={"name": "python3", "env": {"KERNEL_RESOURCE_PROFILE": "xl"}}, timeout=30)
+        assert unknown.status_code == 400 and "known: gpu, small" in unknown.json()["message"]
+        no_gpu = gw.request("POST", "api/kernels", json={"name": "python3", "env": {"KERNEL_RESOURCE_PROFILE": "gpu"}}, timeout=30)
+        assert no_gpu.status_code == 503 and "GPUs" in no_gpu.json()["message"]  # no (fake) nvidia-smi on PATH here
+        used = gw.request("GET", "api/resources").json()["hosts"]["localhost"]["in_use"]
+        assert used["cpus"] == 0.5 and used["memory_bytes"] == 512 << 20
+    finally:
+        gw.stop()
+
+
+def test_bad_profiles_stop_the_gateway_with_a_reason(tmp_path):
+    import subprocess
+
+    from conftest import REPO, base_env, ganymede_bin
+
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("resource_profiles:\n  small: {cpus: lots}\n")
+    p = subprocess.run([ganymede_bin(), "--port", "0", "--config", str(cfg)], cwd=str(REPO), env=base_env(),
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0
+    assert "resource_profiles" in p.stdout + p.stderr
