@@ -14,14 +14,15 @@ struct StatusPageTests {
         let encoded = "s3cret%26%3Cx%3E"
         try await TestGateway.with(configure: { $0.authToken = token }) { gw in
             let auth = [("Authorization", "token \(token)")]
-            func start(_ user: String) async throws -> String {
-                let body = try JSONSerialization.data(withJSONObject: ["name": "python3", "env": ["KERNEL_USERNAME": user]])
+            func start(_ user: String, _ extra: [String: String] = [:]) async throws -> String {
+                let env = extra.merging(["KERNEL_USERNAME": user]) { a, _ in a }
+                let body = try JSONSerialization.data(withJSONObject: ["name": "python3", "env": env])
                 let r = try await gw.request(.POST, "/api/kernels", body: String(decoding: body, as: UTF8.self), headers: auth)
                 #expect(r.status == 201)
                 return try #require(r.object["id"] as? String)
             }
             let hostile = try await start(Self.hostileUser)
-            let alice = try await start("alice")
+            let alice = try await start("alice", ["KERNEL_CPUS": "500m"])
 
             for path in ["/status", "/status.json", "/status?token=wrong"] {
                 let denied = try await gw.request(.GET, path)
@@ -62,7 +63,9 @@ struct StatusPageTests {
             #expect(row["provisioner"] as? String == "LocalProvisioner")
             #expect((row["process"] as? String)?.hasPrefix("local pid ") == true)
             #expect(row["host"] is String)
-            #expect(row["resources"] is NSNull, "no resource profiles yet")
+            #expect(row["resources"] is NSNull, "asked for no resources")
+            let aliceRow = try #require(kernels.first { $0["id"] as? String == alice })
+            #expect((aliceRow["resources"] as? String)?.contains("CPU") == true, "the granted profile")
             #expect(["idle", "busy", "starting"].contains(row["execution_state"] as? String ?? ""))
             let summary = try #require(j.object["gateway"] as? [String: Any])
             #expect(summary["kernels"] as? Int == 2)

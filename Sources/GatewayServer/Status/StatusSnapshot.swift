@@ -60,7 +60,8 @@ struct StatusSnapshot: Encodable {
         var host: String?
         /// The provisioner's own description (local: the process id).
         var process: String
-        /// Resource profile (CPU, memory, GPU): none exists yet, so always null.
+        /// The granted resource profile ("0.5 CPUs, 1 GiB, 1 GPU (GPU 0)"); null when the kernel
+        /// asked for none.
         var resources: String?
         /// Why a dead kernel died.
         var reason: String?
@@ -111,6 +112,11 @@ struct StatusSnapshot: Encodable {
 
     enum CodingKeys: String, CodingKey { case summary = "gateway", kernels, history }
 
+    static func describe(_ grant: ResourceLedger.Grant) -> String {
+        let gpus = grant.gpuIndices.isEmpty ? "" : " (GPU " + grant.gpuIndices.map(String.init).joined(separator: ", ") + ")"
+        return grant.request.summary + gpus
+    }
+
     /// Reads every kernel's model and the history.
     static func gather(registry: KernelRegistry, history: StatusHistory, sampleInterval: Duration, startedAt: Date,
                        now: Date = Date()) async -> StatusSnapshot {
@@ -125,7 +131,7 @@ struct StatusSnapshot: Encodable {
                 executionState: model.executionState, connections: model.connections, lastActivity: model.lastActivity,
                 idleSeconds: max(0, Int(now.timeIntervalSince(activity.lastActivity))), provisioner: provisioner,
                 host: provisioner == "LocalProvisioner" ? hostName : nil, process: await kernel.provisioner.describe(),
-                resources: nil, reason: model.reason))
+                resources: kernel.resources.map { Self.describe($0.grant) }, reason: model.reason))
         }
         let samples = history.samples
         let busy = kernels.filter { $0.executionState == "busy" }.count
