@@ -17,6 +17,8 @@ public struct Gateway: Sendable {
     public let configuration: GatewayConfiguration
     public let registry: KernelRegistry
     public let logger: Logger
+    /// The status page's last hour of kernel counts and message rates.
+    public let statusHistory = StatusHistory()
 
     public init(configuration: GatewayConfiguration, logger: Logger,
                 environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -31,6 +33,7 @@ public struct Gateway: Sendable {
     /// kernels are stopped (and WebSockets closed) before the server stops.
     public func makeServices(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> [any Service] {
         var services: [any Service] = [buildApplication(onServerRunning: onServerRunning), KernelReaperService(registry: registry)]
+        services.append(StatusHistoryService(registry: registry, history: statusHistory, interval: configuration.statusSampleInterval))
         let specTimeouts = registry.specs.all.values.contains { ManagedKernel.seconds($0.file.metadata?["cull_idle_timeout"]) ?? .zero > .zero }
         if configuration.cullIdleTimeout > .zero || specTimeouts {
             let interval = configuration.cullInterval > .zero ? configuration.cullInterval : .seconds(300)
@@ -80,6 +83,10 @@ public struct Gateway: Sendable {
         api.get("api/health", use: health.liveness)
         api.get("api/health/ready", use: health.readiness)
         api.get("metrics", use: health.metrics)
+        let status = StatusRoutes(registry: registry, history: statusHistory, sampleInterval: c.statusSampleInterval,
+                                  base: base, startedAt: Date())
+        api.get("status", use: status.html)
+        api.get("status.json", use: status.json)
         api.get("api/resources", use: ResourceRoutes(registry: registry, configuration: c).get)
         api.get("api/kernelspecs", use: specs.list)
         api.get("api/kernelspecs/:name", use: specs.get)

@@ -67,6 +67,9 @@ public struct GatewayConfiguration: Sendable {
     public var unauthorizedUsers: Set<String> = ["root"]
     /// Serve `/metrics` without the auth token (for a Prometheus that cannot send one).
     public var metricsPublic = false
+    /// How often the status page's history samples kernel counts and message rates (it keeps
+    /// 360 samples: an hour at the default).
+    public var statusSampleInterval: Duration = .seconds(10)
     /// Kernel session persistence (EG_KERNEL_SESSION_PERSISTENCE, EG_PERSISTENCE_ROOT): running
     /// kernels are recorded under `persistenceRoot` and re-attached by the next gateway started
     /// with the same root. Kernels then get no JPY_PARENT_PID (they must survive the gateway),

@@ -73,6 +73,8 @@ struct Ganymede: AsyncParsableCommand {
     var replayBufferTTL: Double?
     @Option(name: .customLong("metrics-public"), help: "Serve /metrics without the auth token (true|false). Env: GANYMEDE_METRICS_PUBLIC. Default false.")
     var metricsPublic: String?
+    @Option(name: .customLong("status-sample-interval"), help: "Seconds between the status page's samples of kernel count and message rate (it keeps 360). Env: GANYMEDE_STATUS_SAMPLE_INTERVAL. Default 10.")
+    var statusSampleInterval: Double?
     @Option(name: .customLong("certfile"), help: "PEM certificate (chain): serve HTTPS and WSS. Env: EG_CERTFILE, KG_CERTFILE.")
     var certFile: String?
     @Option(name: .customLong("keyfile"), help: "PEM private key for --certfile. Env: EG_KEYFILE, KG_KEYFILE.")
@@ -246,6 +248,11 @@ struct Ganymede: AsyncParsableCommand {
             c.replayBufferTTL = .milliseconds(Int64(max(0, s) * 1000))
         }
         kernelGateway.apply(settings, to: &c)
+        if let s = try statusSampleInterval ?? settings.double("status_sample_interval", env: []) {
+            guard s > 0, s.isFinite else { throw ValidationError("status_sample_interval must be > 0") }
+            c.statusSampleInterval = .milliseconds(Int64(max(0.05, s) * 1000))
+        }
+
         return (c, settings)
     }
 }
