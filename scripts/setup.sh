@@ -15,6 +15,8 @@ fi
 
 # --- system packages -------------------------------------------------------
 APT_PACKAGES=(libzmq3-dev)
+# Headless Chromium renders the status page in tests/test_status_page.py.
+APT_PACKAGES+=(chromium)
 # Debian's own python3 needs python3-venv for `python3 -m venv` (pyenv/conda builds ship it).
 if ! "${PYTHON:-python3}" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     APT_PACKAGES+=(python3-venv python3-pip)

@@ -17,6 +17,8 @@ public struct Gateway: Sendable {
     public let configuration: GatewayConfiguration
     public let registry: KernelRegistry
     public let logger: Logger
+    /// The status page's last hour of kernel counts and message rates.
+    public let statusHistory = StatusHistory()
 
     public init(configuration: GatewayConfiguration, logger: Logger,
                 environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -31,6 +33,7 @@ public struct Gateway: Sendable {
     /// kernels are stopped (and WebSockets closed) before the server stops.
     public func makeServices(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> [any Service] {
         var services: [any Service] = [buildApplication(onServerRunning: onServerRunning), KernelReaperService(registry: registry)]
+        services.append(StatusHistoryService(registry: registry, history: statusHistory, interval: configuration.statusSampleInterval))
         let specTimeouts = registry.specs.all.values.contains { ManagedKernel.seconds($0.file.metadata?["cull_idle_timeout"]) ?? .zero > .zero }
         if configuration.cullIdleTimeout > .zero || specTimeouts {
             let interval = configuration.cullInterval > .zero ? configuration.cullInterval : .seconds(300)
@@ -80,6 +83,10 @@ public struct Gateway: Sendable {
         api.get("api/health", use: health.liveness)
         api.get("api/health/ready", use: health.readiness)
         api.get("metrics", use: health.metrics)
+        let status = StatusRoutes(registry: registry, history: statusHistory, sampleInterval: c.statusSampleInterval,
+                                  base: base, startedAt: Date())
+        api.get("status", use: status.html)
+        api.get("status.json", use: status.json)
         api.get("api/resources", use: ResourceRoutes(registry: registry, configuration: c).get)
         api.get("api/kernelspecs", use: specs.list)
         api.get("api/kernelspecs/:name", use: specs.get)
@@ -107,6 +114,14 @@ public struct Gateway: Sendable {
         let decide: GatewayServerChannel.Decide = { request, logger in
             await channels.decide(request, logger: logger, configuration: wsConfiguration)
         }
+        return application(router: router, decide: decide, onServerRunning: onServerRunning)
+    }
+
+    /// The application around `router`: our server pipeline (`GatewayServerChannel`) with
+    /// `decide` answering WebSocket upgrades, bound to the configured address.
+    func application(router: Router<GatewayRequestContext>, decide: @escaping GatewayServerChannel.Decide,
+                     onServerRunning: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
+        let c = configuration
         let maxFrameSize = c.maxWebSocketMessageSize
         let tls = c.tls
         let server = HTTPServerBuilder { responder in
@@ -118,8 +133,7 @@ public struct Gateway: Sendable {
         let running: @Sendable (any NIOCore.Channel) async -> Void = { channel in
             await onServerRunning(channel.localAddress?.port ?? c.port)
         }
-        let app = Application(router: router, server: server, configuration: appConfiguration, onServerRunning: running, logger: logger)
-        return app
+        return Application(router: router, server: server, configuration: appConfiguration, onServerRunning: running, logger: logger)
     }
 }
 

@@ -13,6 +13,8 @@ public struct GatewayConfiguration: Sendable {
     public var authToken = ""
     public var listKernels = true
     public var defaultKernelName = "python3"
+    /// Overrides the kernel name of every request and notebook (KG_FORCE_KERNEL_NAME); empty: none.
+    public var forceKernelName = ""
     /// Extra directories holding `<name>/kernel.json`, searched before the Jupyter path.
     public var kernelSpecDirectories: [String] = []
     /// Non-KERNEL_ client env names passed to kernels; `*` = all (EG_CLIENT_ENVS).
@@ -66,6 +68,9 @@ public struct GatewayConfiguration: Sendable {
     public var unauthorizedUsers: Set<String> = ["root"]
     /// Serve `/metrics` without the auth token (for a Prometheus that cannot send one).
     public var metricsPublic = false
+    /// How often the status page's history samples kernel counts and message rates (it keeps
+    /// 360 samples: an hour at the default).
+    public var statusSampleInterval: Duration = .seconds(10)
     /// Kernel session persistence (EG_KERNEL_SESSION_PERSISTENCE, EG_PERSISTENCE_ROOT): running
     /// kernels are recorded under `persistenceRoot` and re-attached by the next gateway started
     /// with the same root. Kernels then get no JPY_PARENT_PID (they must survive the gateway),

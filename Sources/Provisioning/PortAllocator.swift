@@ -14,7 +14,14 @@ public final class PortAllocator: Sendable {
     private let recent = Mutex<(set: Set<Int>, order: [Int])>((set: [], order: []))
     private let memory = 4096
 
-    public init() {}
+    /// Where kernel ports are picked: below Linux's ephemeral range (32768-60999), so the
+    /// source port of some outgoing connection (the gateway's own ZeroMQ connects among them)
+    /// cannot take a port between our check and the kernel's bind, as it could with port 0.
+    let range: ClosedRange<Int>
+
+    public init(range: ClosedRange<Int> = 20_000...32_767) {
+        self.range = range
+    }
 
     public func allocate(count: Int, host: String = "127.0.0.1") throws -> [Int] {
         var ports: [Int] = []
@@ -22,7 +29,7 @@ public final class PortAllocator: Sendable {
         while ports.count < count {
             attempts += 1
             guard attempts < count * 200 else { throw ProvisionerError("no free TCP port found on \(host)") }
-            let port = try Self.freePort(host: host)
+            let port = try Self.freePort(host: host, in: range)
             let fresh = recent.withLock { state -> Bool in
                 guard !state.set.contains(port) else { return false }
                 state.set.insert(port)
@@ -36,6 +43,28 @@ public final class PortAllocator: Sendable {
             if fresh && !ports.contains(port) { ports.append(port) }
         }
         return ports
+    }
+
+    /// A port of `range` that binds now; port 0 (any ephemeral port) if none is found quickly.
+    static func freePort(host: String, in range: ClosedRange<Int>) throws -> Int {
+        for _ in 0..<64 {
+            let candidate = Int.random(in: range)
+            if canBind(host: host, port: candidate) { return candidate }
+        }
+        return try freePort(host: host)
+    }
+
+    static func canBind(host: String, port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, host, &addr.sin_addr)
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
     }
 
     static func freePort(host: String) throws -> Int {

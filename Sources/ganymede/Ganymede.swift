@@ -73,6 +73,8 @@ struct Ganymede: AsyncParsableCommand {
     var replayBufferTTL: Double?
     @Option(name: .customLong("metrics-public"), help: "Serve /metrics without the auth token (true|false). Env: GANYMEDE_METRICS_PUBLIC. Default false.")
     var metricsPublic: String?
+    @Option(name: .customLong("status-sample-interval"), help: "Seconds between the status page's samples of kernel count and message rate (it keeps 360). Env: GANYMEDE_STATUS_SAMPLE_INTERVAL. Default 10.")
+    var statusSampleInterval: Double?
     @Option(name: .customLong("certfile"), help: "PEM certificate (chain): serve HTTPS and WSS. Env: EG_CERTFILE, KG_CERTFILE.")
     var certFile: String?
     @Option(name: .customLong("keyfile"), help: "PEM private key for --certfile. Env: EG_KEYFILE, KG_KEYFILE.")
@@ -95,6 +97,8 @@ struct Ganymede: AsyncParsableCommand {
     var logLevel: String?
     @Option(name: .customLong("log-format"), help: "text|json (one JSON object per line). Env: GANYMEDE_LOG_FORMAT. Default text.")
     var logFormat: String?
+    @OptionGroup(title: "Kernel Gateway modes")
+    var kernelGateway: KernelGatewayOptions
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -122,7 +126,7 @@ struct Ganymede: AsyncParsableCommand {
         }
         let specCount = gateway.registry.specs.all.count
         let (host, base, scheme) = (c.ip, c.baseURL, c.tls == nil ? "http" : "https")
-        let services = gateway.makeServices { port in
+        let services = try await kernelGateway.services(settings: settings, gateway: gateway, logger: logger) { port in
             logger.info("Ganymede \(ganymedeVersion) listening on \(scheme)://\(host):\(port)\(base) with \(specCount) kernelspec(s)")
         }
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
@@ -246,6 +250,11 @@ struct Ganymede: AsyncParsableCommand {
         }
         if let s = try replayBufferTTL ?? settings.double("replay_buffer_ttl", env: []) {
             c.replayBufferTTL = .milliseconds(Int64(max(0, s) * 1000))
+        }
+        kernelGateway.apply(settings, to: &c)
+        if let s = try statusSampleInterval ?? settings.double("status_sample_interval", env: []) {
+            guard s > 0, s.isFinite else { throw ValidationError("status_sample_interval must be > 0") }
+            c.statusSampleInterval = .milliseconds(Int64(max(0.05, s) * 1000))
         }
 
         c.remote = try settings.remoteConfiguration()

@@ -18,6 +18,8 @@ public actor KernelRegistry {
     private let logger: Logger
     private let gatewayEnvironment: [String: String]
     private var shuttingDown = false
+    /// Seeding and prespawned kernels (KernelStartHook.swift); nil: plain starts.
+    var startHook: (any KernelStartHook)?
     /// Kernels shut down by the culler, remembered so their ids answer 404 with the reason
     /// (a client that reconnects hours later learns why, nb2kg#31) instead of a bare 404.
     private var culled: [String: CulledKernel] = [:]

@@ -334,7 +334,7 @@ public actor ManagedKernel {
         if lifecycle.state == .running { consecutiveRestarts = 0 }
     }
 
-    func interrupt() async throws(GatewayError) {
+    public func interrupt() async throws(GatewayError) {
         guard lifecycle.state == .running || lifecycle.state == .starting else {
             throw GatewayError(.conflict, "Kernel \(id) is \(lifecycle.restState ?? "busy") and cannot be interrupted")
         }

@@ -30,6 +30,9 @@ public final class GatewayMetrics: Sendable {
     private let replaySessions: CoreMetrics.Gauge
     private let replayDropped: CoreMetrics.Gauge
     private let badSignatures: CoreMetrics.Gauge
+    /// Every relayed message, both directions: the status page's message rate reads it.
+    /// swift-metrics counters are write-only, so this plain atomic rides alongside them.
+    private let relayedTotal = Atomic<Int>(0)
     private let slowClients: CoreMetrics.Gauge
 
     public enum Direction: String, Sendable, CaseIterable {
@@ -78,7 +81,11 @@ public final class GatewayMetrics: Sendable {
         let k = Self.key(channel, direction)
         messages[k]?.increment()
         bytes[k]?.increment(by: count)
+        relayedTotal.add(1, ordering: .relaxed)
     }
+
+    /// Messages relayed since start, all channels and both directions (monotonic).
+    public var relayedMessagesTotal: Int { relayedTotal.load(ordering: .relaxed) }
 
     public func webSocketOpened() {
         webSockets.increment()

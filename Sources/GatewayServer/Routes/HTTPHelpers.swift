@@ -60,7 +60,8 @@ enum HTTPHelpers {
 }
 
 extension String {
-    init?(validatingUTF8 bytes: [UInt8]) {
+    /// Strict UTF-8 decoding: nil for any invalid sequence.
+    public init?(validatingUTF8 bytes: [UInt8]) {
         var iterator = bytes.makeIterator()
         var decoder = UTF8()
         var scalars = String.UnicodeScalarView()

@@ -25,7 +25,7 @@ struct KernelRoutes {
         let body = try await HTTPHelpers.jsonObject(request, limit: configuration.maxRequestBodySize)
         let name = try HTTPHelpers.optionalString(body, "name")
         let env = try KernelEnvironment.validate(body?["env"])
-        let kernel = try await registry.start(name: name, clientEnv: env)
+        let kernel = try await registry.create(name: name, clientEnv: env)
         let model = await kernel.model()
         context.logger.info("kernel created", metadata: ["kernel_id": "\(model.id)", "user": "\(kernel.username)",
                                                        "kernelspec": "\(model.name)"])

@@ -81,7 +81,7 @@ struct SessionRoutes {
             kernelID = try await registry.kernel(existing).id
         } else {
             let kernelName = try HTTPHelpers.optionalString(kernelBody, "name")
-            kernelID = try await registry.start(name: kernelName, clientEnv: nil).id
+            kernelID = try await registry.create(name: kernelName, clientEnv: nil).id
         }
         let record = SessionRecord(id: UUID().uuidString.lowercased(), path: path, name: name, type: type, kernelID: kernelID)
         await store.put(record)
@@ -115,7 +115,7 @@ struct SessionRoutes {
                 r.kernelID = try await registry.kernel(id).id
             } else if let name = try HTTPHelpers.optionalString(kernel, "name") {
                 let old = r.kernelID
-                r.kernelID = try await registry.start(name: name, clientEnv: nil).id
+                r.kernelID = try await registry.create(name: name, clientEnv: nil).id
                 try? await registry.shutdown(old)
             }
         }
