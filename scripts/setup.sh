@@ -52,7 +52,8 @@ websocket-client
 requests
 pytest
 pytest-timeout
-tornado"
+tornado
+pycryptodomex"
 # Installed with --no-deps: only its client and itests are used.
 NODEPS_REQUIREMENTS="jupyter_enterprise_gateway==3.3.0"
 

@@ -1,5 +1,6 @@
 import Foundation
 import NIOSSL
+import Provisioning
 
 /// Everything the gateway can be configured with. Filled by the executable from flags,
 /// then environment (EG_*, KG_*, GANYMEDE_*), then an optional YAML file.
@@ -95,6 +96,8 @@ public struct GatewayConfiguration: Sendable {
     /// Where connection files and kernel logs are written (mode 0700).
     public var runtimeDirectory: String
     public var gatewayUsername: String
+    /// Remote kernels: launcher response listener, SSH hosts, Slurm (EG_RESPONSE_*, EG_REMOTE_*...).
+    public var remote = RemoteConfiguration()
 
     public init() {
         let env = ProcessInfo.processInfo.environment

@@ -25,6 +25,8 @@ public struct LaunchRequest: Sendable {
     /// Where connection files and kernel logs go (private to the gateway user).
     public var runtimeDirectory: String
     public var workingDirectory: String?
+    /// How long a launch may wait for a remote launcher's connection info (KERNEL_LAUNCH_TIMEOUT).
+    public var launchTimeout: Duration = .seconds(40)
 
     public init(kernelID: String, spec: KernelSpec, environment: [String: String], runtimeDirectory: String, workingDirectory: String? = nil) {
         self.kernelID = kernelID
@@ -45,8 +47,9 @@ public protocol KernelProvisioner: Sendable {
     /// when the backend cannot be re-attached. See `KernelHandle`.
     func persistentHandle() async -> KernelHandle?
 
-    /// Starts the kernel process and returns how to reach it. A restart calls this again and
-    /// reuses the same connection info (ports and key), as jupyter_client does.
+    /// Starts the kernel process and returns how to reach it. A restart calls this again; the
+    /// local backend reuses the same connection info (ports and key), as jupyter_client does,
+    /// while remote launchers choose new ones (the gateway then re-points its connection).
     func launch(_ request: LaunchRequest) async throws -> ConnectionInfo
 
     /// Returns when the current kernel process has ended.
@@ -73,6 +76,13 @@ public protocol KernelProvisioner: Sendable {
 
     /// A short description for logs and the REST model (pid, host, job id).
     func describe() async -> String
+
+    /// Backend facts for the REST kernel model's `provisioner` field (host, pid, Slurm job id).
+    func details() async -> [String: String]
+}
+
+extension KernelProvisioner {
+    public func details() async -> [String: String] { [:] }
 }
 
 /// Why a kernel could not be started.

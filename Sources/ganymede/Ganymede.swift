@@ -120,6 +120,10 @@ struct Ganymede: AsyncParsableCommand {
             logger.notice("requests without KERNEL_USERNAME run as the gateway user '\(c.gatewayUsername)', which is in the unauthorized users: they get 403 (EG's default); set KERNEL_USERNAME in requests or --unauthorized-users")
         }
         let gateway = Gateway(configuration: c, logger: logger)
+        let unsupported = gateway.registry.unsupportedKernelSpecs()
+        guard unsupported.isEmpty else {
+            throw ValidationError("unsupported kernelspec(s):\n  " + unsupported.joined(separator: "\n  "))
+        }
         let specCount = gateway.registry.specs.all.count
         let (host, base, scheme) = (c.ip, c.baseURL, c.tls == nil ? "http" : "https")
         let services = try await kernelGateway.services(settings: settings, gateway: gateway, logger: logger) { port in
@@ -253,6 +257,7 @@ struct Ganymede: AsyncParsableCommand {
             c.statusSampleInterval = .milliseconds(Int64(max(0.05, s) * 1000))
         }
 
+        c.remote = try settings.remoteConfiguration()
         return (c, settings)
     }
 }

@@ -26,6 +26,8 @@ public actor KernelRegistry {
     /// Session persistence, when on.
     private let sessions: KernelSessionStore?
     private static let maxCulledRemembered = 10_000
+    /// Shared by remote kernels: launcher response listener, SSH control masters.
+    public nonisolated let remote: RemoteServices
 
     public init(configuration: GatewayConfiguration, specs: KernelSpecStore, logger: Logger,
                 environment: [String: String] = ProcessInfo.processInfo.environment,
@@ -43,6 +45,13 @@ public actor KernelRegistry {
         }
         self.logger = logger
         self.gatewayEnvironment = environment
+        self.remote = RemoteServices(configuration: configuration.remote, runtimeDirectory: configuration.runtimeDirectory, logger: logger)
+    }
+
+    /// Kernelspecs naming a process proxy Ganymede does not provide; the executable refuses to
+    /// start while there are any.
+    public nonisolated func unsupportedKernelSpecs() -> [String] {
+        ProvisionerCatalog.problems(in: specs.all)
     }
 
     public func kernel(_ id: String) throws(GatewayError) -> ManagedKernel {
@@ -121,6 +130,7 @@ public actor KernelRegistry {
             throw GatewayError(.notFound, reason: "Not Found", "No such kernel: kernelspec '\(specName)' not found")
         }
         var id = UUID().uuidString.lowercased()
+        try ProvisionerCatalog.validate(clientEnv: clientEnv)
         if let requested = clientEnv?["KERNEL_ID"] {
             guard let uuid = UUID(uuidString: requested) else {
                 throw .badRequest("KERNEL_ID '\(requested.prefix(64))' is not a UUID")
@@ -149,10 +159,11 @@ public actor KernelRegistry {
         try ensureRuntimeDirectory()
         var kernelLogger = logger
         kernelLogger[metadataKey: "kernel_id"] = "\(id)"
-        let provisioner = try Self.provisioner(for: spec, logger: kernelLogger)
+        let provisioner = try self.provisioner(for: spec, logger: kernelLogger)
         let (launchSpec, resources) = try admitResources(id: id, clientEnv: clientEnv, spec: spec, env: &env)
-        let request = LaunchRequest(kernelID: id, spec: launchSpec, environment: env, runtimeDirectory: configuration.runtimeDirectory,
+        var request = LaunchRequest(kernelID: id, spec: launchSpec, environment: env, runtimeDirectory: configuration.runtimeDirectory,
                                     workingDirectory: clientEnv?["KERNEL_WORKING_DIR"].flatMap { Self.existingDirectory($0) })
+        request.launchTimeout = timeout
         let kernel = ManagedKernel(id: id, spec: spec, username: username, provisioner: provisioner, request: request,
                                    configuration: configuration, metrics: metrics, logger: logger, resources: resources)
         pending.insert(id)
@@ -217,18 +228,9 @@ public actor KernelRegistry {
     }
 
     /// Picks the backend from `metadata.process_proxy.class_name` (EG) or
-    /// `metadata.kernel_provisioner.provisioner_name` (jupyter_client).
-    static func provisioner(for spec: KernelSpec, logger: Logger) throws(GatewayError) -> any KernelProvisioner {
-        let className = spec.processProxy?["class_name"]?.stringValue
-        let provisionerName = spec.file.metadata?["kernel_provisioner"]?["provisioner_name"]?.stringValue
-        let local: Set<String> = [
-            "enterprise_gateway.services.processproxies.processproxy.LocalProcessProxy", "local-provisioner",
-        ]
-        if let name = className ?? provisionerName, !local.contains(name) {
-            throw GatewayError(.notImplemented, reason: "Unsupported provisioner",
-                               "Kernelspec '\(spec.name)' asks for '\(name)', which this gateway does not support yet")
-        }
-        return LocalProvisioner(logger: logger)
+    /// `metadata.kernel_provisioner.provisioner_name` (jupyter_client); see `ProvisionerCatalog`.
+    func provisioner(for spec: KernelSpec, logger: Logger) throws(GatewayError) -> any KernelProvisioner {
+        ProvisionerCatalog.make(try ProvisionerCatalog.kind(for: spec), spec: spec, remote: remote, logger: logger)
     }
 
     static func launchTimeout(_ raw: String?) -> Duration? {
@@ -390,6 +392,7 @@ public actor KernelRegistry {
         }
         for kernel in all { sessions?.remove(kernel.id) }
         kernels.removeAll()
+        await remote.shutdown()
     }
 }
 

@@ -18,9 +18,12 @@ public struct KernelModel: Codable, Sendable, Equatable {
     public var reason: String?
     /// What the kernel was granted (resource profiles), when it asked for anything.
     public var resources: ResourceLedger.Grant?
+    /// Where a remote kernel runs (host, pid, Slurm job id); absent for local kernels.
+    public var provisioner: [String: String]?
 
     enum CodingKeys: String, CodingKey {
         case id, name, lastActivity = "last_activity", executionState = "execution_state", connections, reason, resources
+        case provisioner
     }
 }
 
@@ -149,9 +152,10 @@ public actor ManagedKernel {
         }
         var reason: String?
         if case .dead(let r) = lifecycle.state { reason = r }
+        let details = await provisioner.details()
         return KernelModel(id: id, name: spec.name, lastActivity: Timestamp.iso8601(activity),
                            executionState: state ?? "unknown", connections: connections, reason: reason,
-                           resources: resources?.grant)
+                           resources: resources?.grant, provisioner: details.isEmpty ? nil : details)
     }
 
     func setOnLaunched(clientEnv: [String: String]?, _ hook: @escaping @Sendable (KernelSessionRecord) async -> Void) {
@@ -224,6 +228,11 @@ public actor ManagedKernel {
             }
             connection = c
         } else {
+            do {
+                try await connection?.retarget(info)
+            } catch {
+                throw GatewayError(.internalServerError, reason: "Kernel connection failed", "\(error)")
+            }
             await connection?.resetReadiness()
         }
         let connection = connection!
@@ -288,7 +297,9 @@ public actor ManagedKernel {
         logger.warning("kernel died", metadata: ["status": "\(exit)", "reason": "\(why)"])
         metrics.kernelEvent("died", kernelspec: spec.name)
         guard autoRestart, consecutiveRestarts < restartLimit else {
-            lifecycle.died(reason: "Kernel \(why); restart limit reached or auto-restart disabled")
+            // Remote backends know more than an exit status (the Slurm job's final state, the host).
+            let remote = await provisioner.details().isEmpty ? "" : " [\(await provisioner.describe())]"
+            lifecycle.died(reason: "Kernel \(why)\(remote); restart limit reached or auto-restart disabled")
             await connection?.broadcast(await connection!.statusMessage("dead", reason: why))
             await provisioner.cleanup(restart: false)
             releaseResources()

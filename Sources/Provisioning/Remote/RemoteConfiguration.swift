@@ -1,0 +1,41 @@
+import Foundation
+
+/// Settings shared by the remote provisioners, named as EG names them where EG has them
+/// (`processproxy.py`, `distributed.py`); kernelspec `metadata.process_proxy.config` overrides
+/// the per-kernelspec ones (`remote_hosts`, `port_range`, Slurm's `partition`...).
+public struct RemoteConfiguration: Sendable {
+    public enum LoadBalancing: String, Sendable { case roundRobin = "round-robin", leastConnection = "least-connection" }
+
+    /// EG_RESPONSE_IP; nil: the first non-loopback IPv4 address of this host, else 127.0.0.1.
+    public var responseIP: String?
+    /// EG_RESPONSE_PORT (0 = any free port) and EG_RESPONSE_PORT_RETRIES.
+    public var responsePort = 8877
+    public var responsePortRetries = 10
+    /// EG_REMOTE_HOSTS (default localhost), EG_REMOTE_USER (default: the gateway's user), EG_SSH_PORT.
+    public var remoteHosts = ["localhost"]
+    public var remoteUser: String?
+    public var sshPort = 22
+    /// GANYMEDE_SSH_OPTIONS: extra `ssh` arguments (identity file, known-hosts file...), split on spaces.
+    public var sshOptions: [String] = []
+    /// Seconds `ssh` may take to connect (ConnectTimeout).
+    public var sshConnectTimeout = 10
+    /// EG_LOAD_BALANCING_ALGORITHM.
+    public var loadBalancing = LoadBalancing.roundRobin
+    /// EG_KERNEL_LOG_DIR: where remote launchers write `kernel-<id>.log` (on the remote host).
+    public var kernelLogDirectory = "/tmp"
+    /// EG_ENABLE_TUNNELING: reach the kernel's ports through the SSH connection.
+    public var enableTunneling = false
+    /// EG_PORT_RANGE (`lo..hi`, `0..0` = any), passed to launchers as `{port_range}`.
+    public var portRange = "0..0"
+    /// Slurm commands (GANYMEDE_SLURM_*), and defaults for kernelspecs that name none.
+    public var sbatch = "sbatch"
+    public var squeue = "squeue"
+    public var scancel = "scancel"
+    public var slurmPartition: String?
+    public var slurmAccount: String?
+    public var slurmTimeLimit: String?
+    /// How often a running Slurm kernel's job state is checked (its end is otherwise not signalled).
+    public var slurmPollInterval: Duration = .seconds(3)
+
+    public init() {}
+}

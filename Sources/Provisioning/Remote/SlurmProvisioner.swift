@@ -1,0 +1,253 @@
+import Foundation
+import JupyterProtocol
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a kernel launcher as a Slurm batch job. EG ships no Slurm process proxy; this is
+/// Ganymede's (`ganymede.SlurmProvisioner` in `metadata.process_proxy.class_name`).
+///
+/// `sbatch` submits a script that `exec`s the kernelspec argv (EG launcher placeholders filled
+/// in) with the kernel's environment (`--export=NONE`: the gateway's own environment stays
+/// home); the launcher returns its connection info to the response listener, which ends the
+/// wait at once. Meanwhile the job's state is watched with `squeue`, so a job that fails,
+/// is cancelled or stays pending past the launch timeout ends the launch with Slurm's state and
+/// reason, and the job is cancelled. Interrupts go through the launcher's comm port; shutdown and
+/// clean-up `scancel` the job.
+///
+/// Kernelspec `metadata.process_proxy.config` keys: `partition`, `account`, `time_limit`,
+/// `sbatch_args` (list); the request's `KERNEL_SLURM_PARTITION`, `KERNEL_SLURM_ACCOUNT`,
+/// `KERNEL_SLURM_TIME_LIMIT` win over them, and GANYMEDE_SLURM_* give defaults.
+public actor SlurmProvisioner: KernelProvisioner {
+    private let services: RemoteServices
+    private let config: JSONValue?
+    private let portRange: String
+    private var logger: Logger
+    private var jobID: String?
+    private var node: String?
+    private var payload: LauncherConnectionInfo?
+    private var commEndpoint: (host: String, port: Int)?
+    private var script: String?
+    private var logFile: String?
+    private var ended: KernelExit?
+    private var endWaiters: [CheckedContinuation<KernelExit, Never>] = []
+    private var monitor: Task<Void, Never>?
+    private var lastState = ""
+
+    public init(services: RemoteServices, config: JSONValue?, logger: Logger) {
+        self.services = services
+        self.config = config
+        self.portRange = config?["port_range"]?.stringValue ?? services.configuration.portRange
+        self.logger = logger
+    }
+
+    /// Job states after which the job is gone (squeue `%T`).
+    static let finalStates: Set<String> = [
+        "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+        "REVOKED", "SPECIAL_EXIT", "TIMEOUT",
+    ]
+
+    func sbatchArguments(_ request: LaunchRequest, logFile: String) -> [String] {
+        let c = services.configuration
+        let env = request.environment
+        var args = [c.sbatch, "--parsable", "--export=NONE", "--job-name=ganymede-\(request.kernelID)",
+                    "--output=\(logFile)", "--open-mode=append"]
+        if let p = env["KERNEL_SLURM_PARTITION"] ?? config?["partition"]?.stringValue ?? c.slurmPartition { args.append("--partition=\(p)") }
+        if let a = env["KERNEL_SLURM_ACCOUNT"] ?? config?["account"]?.stringValue ?? c.slurmAccount { args.append("--account=\(a)") }
+        if let t = env["KERNEL_SLURM_TIME_LIMIT"] ?? config?["time_limit"]?.stringValue ?? c.slurmTimeLimit { args.append("--time=\(t)") }
+        if case .array(let extra)? = config?["sbatch_args"] { args += extra.compactMap(\.stringValue) }
+        return args
+    }
+
+    public func launch(_ request: LaunchRequest) async throws -> ConnectionInfo {
+        if let jobID, ended == nil { _ = try? await ShortCommand.run([services.configuration.scancel, jobID]) }
+        resetJob()
+        let listener = try await services.listener()
+        let c = services.configuration
+        let log = "\(c.kernelLogDirectory)/kernel-\(request.kernelID).log"
+        logFile = log
+        let argv = RemoteCommand.argv(spec: request.spec, kernelID: request.kernelID, responseAddress: listener.address,
+                                      publicKey: listener.keys.publicKeyBase64, portRange: portRange,
+                                      connectionFile: "\(c.kernelLogDirectory)/kernel-\(request.kernelID).json")
+        var body = "#!/bin/sh\n# --export=NONE leaves PATH unset: env by absolute path, PATH comes from the kernel environment.\nexec /usr/bin/env"
+        for (k, v) in RemoteCommand.environment(request.environment) { body += " " + RemoteCommand.quote("\(k)=\(v)") }
+        body += " " + argv.map(RemoteCommand.quote).joined(separator: " ") + " < /dev/null\n"
+        let path = "\(request.runtimeDirectory)/kernel-\(request.kernelID).sbatch"
+        try Self.writePrivate(body, to: path)
+        script = path
+
+        await listener.register(request.kernelID)
+        let submitted: ShortCommand.Result
+        do {
+            submitted = try await ShortCommand.run(sbatchArguments(request, logFile: log) + [path])
+        } catch {
+            await listener.unregister(request.kernelID)
+            throw error
+        }
+        guard submitted.succeeded, let id = submitted.output.split(separator: "\n").first.map({ String($0.split(separator: ";")[0]) }),
+              !id.isEmpty, id.allSatisfy(\.isNumber) else {
+            await listener.unregister(request.kernelID)
+            throw ProvisionerError("sbatch refused kernel \(request.kernelID): \(submitted.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        jobID = id
+        logger[metadataKey: "slurm_job_id"] = "\(id)"
+        logger.info("kernel submitted as Slurm job", metadata: ["slurm_job_id": "\(id)"])
+        startMonitor(interval: .milliseconds(500))
+
+        let outcome = await LauncherOutcome.wait(kernelID: request.kernelID, listener: listener, timeout: request.launchTimeout) {
+            let exit = await self.waitForExit()
+            let state = await self.lastState
+            return "ended (\(state), \(exit))"
+        }
+        switch outcome {
+        case .info(let info):
+            payload = info
+            let (state, _, batchHost) = await queryJob()
+            node = batchHost
+            let ip = info.peerIP ?? batchHost ?? "127.0.0.1"
+            commEndpoint = info.commPort.map { (host: ip, port: $0) }
+            logger.info("Slurm kernel reported its connection info",
+                        metadata: ["node": "\(batchHost ?? "?")", "state": "\(state ?? "?")", "pid": "\(info.pid.map(String.init) ?? "?")"])
+            startMonitor(interval: services.configuration.slurmPollInterval)
+            return info.connectionInfo(ip: ip, kernelName: request.spec.name)
+        case .gone(let how):
+            let tail = recentOutput()
+            throw ProvisionerError("Slurm job \(id) for kernel \(request.kernelID) \(how) before the launcher sent its connection info."
+                                   + (tail.isEmpty ? "" : " Last output:\n" + tail))
+        case .timedOut:
+            let (state, reason, _) = await queryJob()
+            _ = try? await ShortCommand.run([c.scancel, id])
+            let tail = recentOutput()
+            throw ProvisionerError("KernelID: '\(request.kernelID)' launch timeout due to: Slurm job \(id) was \(state ?? "unknown")"
+                                   + (reason.map { " (Reason: \($0))" } ?? "")
+                                   + " after \(request.launchTimeout.seconds)s without sending connection info; the job was cancelled."
+                                   + (tail.isEmpty ? "" : " Last output:\n" + tail))
+        }
+    }
+
+    private func resetJob() {
+        monitor?.cancel()
+        monitor = nil
+        jobID = nil
+        node = nil
+        payload = nil
+        commEndpoint = nil
+        ended = nil
+        lastState = ""
+    }
+
+    static func writePrivate(_ text: String, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o700)
+        guard fd >= 0 else { throw ProvisionerError("cannot write \(path): errno \(errno)") }
+        defer { close(fd) }
+        fchmod(fd, 0o700)
+        let bytes = Array(text.utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else { throw ProvisionerError("short write to \(path)") }
+    }
+
+    /// `squeue` state, reason and batch host of the job; nil state when Slurm no longer knows it.
+    private func queryJob() async -> (state: String?, reason: String?, host: String?) {
+        guard let jobID else { return (nil, nil, nil) }
+        guard let r = try? await ShortCommand.run([services.configuration.squeue, "-h", "-t", "all", "-j", jobID, "-o", "%T|%r|%B"],
+                                                  timeout: .seconds(10)),
+              r.succeeded, let line = r.output.split(separator: "\n").first else { return (nil, nil, nil) }
+        let parts = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3 else { return (nil, nil, nil) }
+        let reason = parts[1] == "None" || parts[1].isEmpty ? nil : parts[1]
+        let host = parts[2].isEmpty || parts[2] == "n/a" || parts[2] == "(null)" ? nil : parts[2]
+        return (parts[0], reason, host)
+    }
+
+    /// Watches the job until it is in a final state or gone. Slurm offers no event for a job's
+    /// end to a non-accounting client, so this is a poll; the start itself never waits for it.
+    private func startMonitor(interval: Duration) {
+        monitor?.cancel()
+        monitor = Task { [weak self] in
+            while !Task.isCancelled {
+                guard let self else { return }
+                if await self.checkJob() { return }
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+
+    private func checkJob() async -> Bool {
+        guard ended == nil else { return true }
+        let (state, reason, _) = await queryJob()
+        guard let state else {
+            finish(.exited(code: -1), state: "no longer known to Slurm")
+            return true
+        }
+        if state != lastState {
+            logger.info("Slurm job state", metadata: ["state": "\(state)", "reason": "\(reason ?? "")"])
+            lastState = state
+        }
+        if Self.finalStates.contains(state) {
+            finish(state == "COMPLETED" ? .exited(code: 0) : .exited(code: 1), state: state + (reason.map { " (\($0))" } ?? ""))
+            return true
+        }
+        return false
+    }
+
+    private func finish(_ exit: KernelExit, state: String) {
+        guard ended == nil else { return }
+        ended = exit
+        lastState = state
+        for w in endWaiters { w.resume(returning: exit) }
+        endWaiters.removeAll()
+    }
+
+    public func waitForExit() async -> KernelExit {
+        if let ended { return ended }
+        guard jobID != nil else { return .exited(code: -1) }
+        return await withCheckedContinuation { endWaiters.append($0) }
+    }
+
+    public func isAlive() -> Bool { jobID != nil && ended == nil }
+
+    public func signal(_ sig: Int32) async {
+        if let commEndpoint, await CommPort.signal(sig, host: commEndpoint.host, port: commEndpoint.port) { return }
+        if let jobID { _ = try? await ShortCommand.run([services.configuration.scancel, "--signal=\(sig)", "--full", jobID]) }
+    }
+
+    public func terminate() async {
+        guard let jobID, ended == nil else { return }
+        _ = try? await ShortCommand.run([services.configuration.scancel, jobID])
+        _ = await checkJob()
+    }
+
+    public func kill() async {
+        guard let jobID, ended == nil else { return }
+        _ = try? await ShortCommand.run([services.configuration.scancel, "--signal=KILL", "--full", jobID])
+        _ = try? await ShortCommand.run([services.configuration.scancel, jobID])
+        _ = await checkJob()
+    }
+
+    public func cleanup(restart: Bool) async {
+        if let commEndpoint { _ = await CommPort.shutdown(host: commEndpoint.host, port: commEndpoint.port) }
+        if let jobID, ended == nil { _ = try? await ShortCommand.run([services.configuration.scancel, jobID]) }
+        monitor?.cancel()
+        monitor = nil
+        if ended == nil { finish(.signalled(signal: SIGTERM), state: "CANCELLED") }
+        if let script { unlink(script) }
+        script = nil
+    }
+
+    public func recentOutput() -> String {
+        guard let logFile, let text = try? String(contentsOfFile: logFile, encoding: .utf8) else { return "" }
+        return text.split(separator: "\n").suffix(15).joined(separator: "\n")
+    }
+
+    public func describe() -> String {
+        "slurm job \(jobID ?? "?") on \(node ?? "?")" + (lastState.isEmpty ? "" : ", \(lastState)")
+    }
+
+    public func details() -> [String: String] {
+        var d = ["kind": "slurm"]
+        if let jobID { d["slurm_job_id"] = jobID }
+        if let node { d["host"] = node }
+        if let pid = payload?.pid { d["pid"] = String(pid) }
+        return d
+    }
+}
