@@ -31,9 +31,13 @@ def test_stalled_client_is_cut_and_its_session_replayed(tmp_path):
         stalled = KernelWS(gw, kid, session_id=session)
         # One stream message per line (flush), so the queue bound is what cuts it off.
         parent = stalled.send_execute(f"import sys\nfor i in range({LINES}): print(f'{{i:05d}}' + 'x' * {WIDTH}); sys.stdout.flush()")
+        # The upgrade answers before the relay registers the client: see it counted first.
+        wait_until(lambda: gw.request("GET", f"api/kernels/{kid}").json()["connections"] == 1, 30,
+                   what="the client to be registered")
         # It never reads: the gateway must let it go instead of queueing 12 MB for it.
-        wait_until(lambda: gw.request("GET", f"api/kernels/{kid}").json()["connections"] == 0, 60,
-                   what="the stalled client to be disconnected")
+        wait_until(lambda: "ganymede_slow_clients_disconnected 1" in gw.request("GET", "metrics").text, 60,
+                   what="the stalled client to be cut for falling behind")
+        assert gw.request("GET", f"api/kernels/{kid}").json()["connections"] == 0
         metrics = gw.request("GET", "metrics").text
         assert gw.proc.poll() is None
         # What the stalled socket did get (its TCP buffers and what was already queued), then the close.
@@ -63,7 +67,6 @@ def test_stalled_client_is_cut_and_its_session_replayed(tmp_path):
         assert types.count("execute_reply") == 1, types
         idles = [m for m in everything if m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "idle"]
         assert len(idles) == 1, f"each message exactly once: {types}"
-        assert "ganymede_slow_clients_disconnected 1" in metrics, metrics
         buffered = [l for l in metrics.splitlines() if l.startswith("ganymede_replay_buffered_messages ")]
         assert buffered and float(buffered[0].split()[1]) > 0, "the cut client's session was being kept for replay"
     finally:
