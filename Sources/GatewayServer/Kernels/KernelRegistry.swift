@@ -160,7 +160,8 @@ public actor KernelRegistry {
         var kernelLogger = logger
         kernelLogger[metadataKey: "kernel_id"] = "\(id)"
         let provisioner = try self.provisioner(for: spec, logger: kernelLogger)
-        let (launchSpec, resources) = try admitResources(id: id, clientEnv: clientEnv, spec: spec, env: &env)
+        let (launchSpec, resources) = try admitResources(id: id, clientEnv: clientEnv, spec: spec, env: &env,
+                                                         local: provisioner is LocalProvisioner)
         var request = LaunchRequest(kernelID: id, spec: launchSpec, environment: env, runtimeDirectory: configuration.runtimeDirectory,
                                     workingDirectory: clientEnv?["KERNEL_WORKING_DIR"].flatMap { Self.existingDirectory($0) })
         request.launchTimeout = timeout
@@ -195,7 +196,7 @@ public actor KernelRegistry {
     /// GPUs (CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES) and wraps the argv of a local kernel
     /// so its cgroup limits apply from its first instruction. Returns the spec to launch.
     private func admitResources(id: String, clientEnv: [String: String]?, spec: KernelSpec,
-                                env: inout [String: String]) throws(GatewayError) -> (KernelSpec, KernelResources?) {
+                                env: inout [String: String], local: Bool) throws(GatewayError) -> (KernelSpec, KernelResources?) {
         let policy = ResourcePolicy(profiles: configuration.resourceProfiles, allowCustom: configuration.allowCustomResources)
         let wanted = try policy.request(env: clientEnv, spec: spec)
         if !ledger.capacity.gpus.isEmpty {
@@ -212,7 +213,7 @@ public actor KernelRegistry {
         }
         var launchSpec = spec
         var limits: LocalResourceLimits?
-        if Self.isLocal(spec) {
+        if local {
             limits = LocalResourceLimits.prepare(kernelID: id, cpus: wanted.cpus, memoryBytes: wanted.memoryBytes,
                                                  root: configuration.cgroupRoot)
             if let limits { launchSpec.file.argv = limits.wrap(spec.file.argv) }
@@ -220,11 +221,6 @@ public actor KernelRegistry {
         logger.info("resources granted", metadata: ["kernel_id": "\(id)", "resources": "\(wanted.summary)",
                                                     "gpus": "\(grant.gpuIndices)", "mechanism": "\(limits?.mechanism.rawValue ?? "none")"])
         return (launchSpec, KernelResources(grant: grant, ledger: ledger, limits: limits))
-    }
-
-    static func isLocal(_ spec: KernelSpec) -> Bool {
-        let className = spec.processProxy?["class_name"]?.stringValue
-        return className == nil || className == "enterprise_gateway.services.processproxies.processproxy.LocalProcessProxy"
     }
 
     /// Picks the backend from `metadata.process_proxy.class_name` (EG) or

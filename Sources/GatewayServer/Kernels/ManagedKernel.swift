@@ -86,13 +86,13 @@ public actor ManagedKernel {
                                            replayDropped: dropped, badSignatures: bad, slowClientsDisconnected: slow)
     }
 
-    /// What the culler looks at: jupyter_server's `execution_state`, `last_activity` and
-    /// connection count.
+    /// jupyter_server's `execution_state`, `last_activity` and connection count: what the REST
+    /// model shows and the culler looks at.
     func activity() async -> (dead: Bool, state: String, lastActivity: Date, connections: Int) {
         var state = lifecycle.restState
         var last = lastActivityFallback
         var connections = 0
-        if let connection, !lifecycle.isDead {
+        if let connection {
             if state == nil { state = await connection.executionState }
             last = max(last, await connection.lastActivity)
             connections = await connection.connectionCount
@@ -142,19 +142,12 @@ public actor ManagedKernel {
     }
 
     public func model() async -> KernelModel {
-        var state = lifecycle.restState
-        var activity = lastActivityFallback
-        var connections = 0
-        if let connection {
-            if state == nil { state = await connection.executionState }
-            activity = max(activity, await connection.lastActivity)
-            connections = await connection.connectionCount
-        }
+        let a = await activity()
         var reason: String?
         if case .dead(let r) = lifecycle.state { reason = r }
         let details = await provisioner.details()
-        return KernelModel(id: id, name: spec.name, lastActivity: Timestamp.iso8601(activity),
-                           executionState: state ?? "unknown", connections: connections, reason: reason,
+        return KernelModel(id: id, name: spec.name, lastActivity: Timestamp.iso8601(a.lastActivity),
+                           executionState: a.state, connections: a.connections, reason: reason,
                            resources: resources?.grant, provisioner: details.isEmpty ? nil : details)
     }
 
@@ -174,14 +167,7 @@ public actor ManagedKernel {
     /// Takes over a kernel an earlier gateway started (the provisioner is already attached to
     /// its process): connects, waits for `kernel_info`, and watches it as if we had started it.
     func attach(info: ConnectionInfo, timeout: Duration) async throws(GatewayError) {
-        let c = KernelConnection(kernelID: id, info: info, logger: logger)
-        do {
-            try await c.connect()
-            await c.setReplayLimits(messages: configuration.replayBufferMessages, bytes: configuration.replayBufferBytes,
-                                    ttl: configuration.replayBufferTTL)
-        } catch {
-            throw GatewayError(.internalServerError, reason: "Kernel connection failed", "\(error)")
-        }
+        let c = try await openConnection(info)
         connection = c
         guard await c.waitUntilReady(timeout: timeout) else {
             await c.close()
@@ -191,6 +177,19 @@ public actor ManagedKernel {
         lifecycle.started()
         await c.startHeartbeat(interval: configuration.heartbeatInterval)
         watchForDeath()
+    }
+
+    /// The kernel's shared connection, with the configured replay bounds.
+    private func openConnection(_ info: ConnectionInfo) async throws(GatewayError) -> KernelConnection {
+        let c = KernelConnection(kernelID: id, info: info, logger: logger)
+        do {
+            try await c.connect()
+        } catch {
+            throw GatewayError(.internalServerError, reason: "Kernel connection failed", "\(error)")
+        }
+        await c.setReplayLimits(messages: configuration.replayBufferMessages, bytes: configuration.replayBufferBytes,
+                                ttl: configuration.replayBufferTTL)
+        return c
     }
 
     /// Launches the process and waits until it answers `kernel_info_request`.
@@ -218,15 +217,7 @@ public actor ManagedKernel {
             throw GatewayError(.internalServerError, reason: "Kernel launch failed", "\(error)")
         }
         if connection == nil {
-            let c = KernelConnection(kernelID: id, info: info, logger: logger)
-            do {
-                try await c.connect()
-                await c.setReplayLimits(messages: configuration.replayBufferMessages, bytes: configuration.replayBufferBytes,
-                                        ttl: configuration.replayBufferTTL)
-            } catch {
-                throw GatewayError(.internalServerError, reason: "Kernel connection failed", "\(error)")
-            }
-            connection = c
+            connection = try await openConnection(info)
         } else {
             do {
                 try await connection?.retarget(info)
