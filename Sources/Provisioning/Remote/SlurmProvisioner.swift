@@ -27,6 +27,8 @@ public actor SlurmProvisioner: KernelProvisioner {
     private var jobID: String?
     private var node: String?
     private var payload: LauncherConnectionInfo?
+    /// The launcher's pid as recorded by the gateway that submitted the job (re-attach).
+    private var adoptedPID: Int?
     private var commEndpoint: (host: String, port: Int)?
     private var script: String?
     private var logFile: String?
@@ -132,9 +134,11 @@ public actor SlurmProvisioner: KernelProvisioner {
         jobID = nil
         node = nil
         payload = nil
+        adoptedPID = nil
         commEndpoint = nil
         ended = nil
         lastState = ""
+        unanswered = 0
     }
 
     static func writePrivate(_ text: String, to path: String) throws {
@@ -146,17 +150,47 @@ public actor SlurmProvisioner: KernelProvisioner {
         guard write(fd, bytes, bytes.count) == bytes.count else { throw ProvisionerError("short write to \(path)") }
     }
 
-    /// `squeue` state, reason and batch host of the job; nil state when Slurm no longer knows it.
-    private func queryJob() async -> (state: String?, reason: String?, host: String?) {
-        guard let jobID else { return (nil, nil, nil) }
-        guard let r = try? await ShortCommand.run([services.configuration.squeue, "-h", "-t", "all", "-j", jobID, "-o", "%T|%r|%B"],
-                                                  timeout: .seconds(10)),
-              r.succeeded, let line = r.output.split(separator: "\n").first else { return (nil, nil, nil) }
+    /// What one `squeue` call said about the job.
+    enum JobQuery: Equatable {
+        /// The job's state (squeue `%T`), pending reason and batch host.
+        case known(state: String, reason: String?, host: String?)
+        /// Slurm answered and does not know the job (purged after `MinJobAge`, or an invalid id).
+        case gone
+        /// squeue itself failed (slurmctld busy or restarting, a socket timeout): says nothing about the job.
+        case unanswered(String)
+    }
+
+    /// Parses `squeue -h -t all -j <id> -o %T|%r|%B` output. squeue exits non-zero both when the
+    /// controller cannot be reached and, on some versions, for a purged job id ("Invalid job id
+    /// specified"); only the latter means the job is gone.
+    static func parseQueue(succeeded: Bool, output: String) -> JobQuery {
+        if !succeeded {
+            return output.localizedCaseInsensitiveContains("invalid job id") ? .gone
+                : .unanswered(output.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        guard let line = output.split(separator: "\n").first(where: { $0.contains("|") }) else { return .gone }
         let parts = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 3 else { return (nil, nil, nil) }
+        guard parts.count == 3, !parts[0].isEmpty else { return .unanswered(String(line)) }
         let reason = parts[1] == "None" || parts[1].isEmpty ? nil : parts[1]
         let host = parts[2].isEmpty || parts[2] == "n/a" || parts[2] == "(null)" ? nil : parts[2]
-        return (parts[0], reason, host)
+        return .known(state: parts[0], reason: reason, host: host)
+    }
+
+    private func query() async -> JobQuery {
+        guard let jobID else { return .gone }
+        do {
+            let r = try await ShortCommand.run([services.configuration.squeue, "-h", "-t", "all", "-j", jobID, "-o", "%T|%r|%B"],
+                                               timeout: .seconds(10))
+            return Self.parseQueue(succeeded: r.succeeded, output: r.output)
+        } catch {
+            return .unanswered("\(error)")
+        }
+    }
+
+    /// `squeue` state, reason and batch host of the job; nil state when Slurm does not know it or did not answer.
+    private func queryJob() async -> (state: String?, reason: String?, host: String?) {
+        if case .known(let state, let reason, let host) = await query() { return (state, reason, host) }
+        return (nil, nil, nil)
     }
 
     /// Watches the job until it is in a final state or gone. Slurm offers no event for a job's
@@ -172,13 +206,36 @@ public actor SlurmProvisioner: KernelProvisioner {
         }
     }
 
+    /// Consecutive squeue calls that got no answer; a busy controller is not a dead kernel.
+    private var unanswered = 0
+    /// squeue failures in a row after which the job is taken as lost.
+    static let unansweredLimit = 5
+
     private func checkJob() async -> Bool {
         guard ended == nil else { return true }
-        let (state, reason, _) = await queryJob()
-        guard let state else {
+        let state: String, reason: String?
+        let answer = await query()
+        // A monitor replaced mid-query (launch swaps the 500 ms watch for the slower one) has its
+        // squeue cancelled; that answer says nothing about the job.
+        if Task.isCancelled { return true }
+        switch answer {
+        case .gone:
             finish(.exited(code: -1), state: "no longer known to Slurm")
             return true
+        case .unanswered(let why):
+            unanswered += 1
+            logger.warning("squeue did not answer", metadata: ["attempt": "\(unanswered)", "output": "\(why)"])
+            if unanswered >= Self.unansweredLimit {
+                finish(.exited(code: -1), state: "Slurm did not answer \(unanswered) state queries: \(why)")
+                return true
+            }
+            return false
+        case .known(let s, let r, _):
+            unanswered = 0
+            state = s
+            reason = r
         }
+        guard ended == nil else { return true }
         if state != lastState {
             logger.info("Slurm job state", metadata: ["state": "\(state)", "reason": "\(reason ?? "")"])
             lastState = state
@@ -234,6 +291,46 @@ public actor SlurmProvisioner: KernelProvisioner {
         script = nil
     }
 
+    // MARK: Session persistence
+
+    /// The job id is all the next gateway needs (plus the comm port, for interrupts): Slurm
+    /// itself knows whether the job still runs.
+    public func persistentHandle() -> KernelHandle? {
+        guard let jobID, ended == nil else { return nil }
+        var extra = ["slurm_job_id": jobID]
+        if let commEndpoint {
+            extra["comm_host"] = commEndpoint.host
+            extra["comm_port"] = String(commEndpoint.port)
+        }
+        if let script { extra["script"] = script }
+        return KernelHandle(backend: "slurm", pid: (payload?.pid ?? adoptedPID).map { Int32($0) }, host: node, logFile: logFile, extra: extra)
+    }
+
+    /// Takes over a kernel job an earlier gateway submitted, if Slurm still has it RUNNING.
+    public static func attach(handle: KernelHandle, services: RemoteServices, config: JSONValue?, logger: Logger) async -> SlurmProvisioner? {
+        guard handle.backend == "slurm", let job = handle.extra["slurm_job_id"], !job.isEmpty, job.allSatisfy(\.isNumber) else { return nil }
+        let provisioner = SlurmProvisioner(services: services, config: config, logger: logger)
+        return await provisioner.adopt(job: job, handle: handle) ? provisioner : nil
+    }
+
+    private func adopt(job: String, handle: KernelHandle) async -> Bool {
+        jobID = job
+        logger[metadataKey: "slurm_job_id"] = "\(job)"
+        guard case .known(let state, _, let host) = await query(), state == "RUNNING" else {
+            jobID = nil
+            return false
+        }
+        lastState = state
+        node = host ?? handle.host
+        logFile = handle.logFile
+        script = handle.extra["script"]
+        adoptedPID = handle.pid.map(Int.init)
+        if let h = handle.extra["comm_host"], let port = handle.extra["comm_port"].flatMap(Int.init) { commEndpoint = (h, port) }
+        startMonitor(interval: services.configuration.slurmPollInterval)
+        logger.info("re-attached Slurm job", metadata: ["node": "\(node ?? "?")"])
+        return true
+    }
+
     public func recentOutput() -> String {
         guard let logFile, let text = try? String(contentsOfFile: logFile, encoding: .utf8) else { return "" }
         return text.split(separator: "\n").suffix(15).joined(separator: "\n")
@@ -247,7 +344,7 @@ public actor SlurmProvisioner: KernelProvisioner {
         var d = ["kind": "slurm"]
         if let jobID { d["slurm_job_id"] = jobID }
         if let node { d["host"] = node }
-        if let pid = payload?.pid { d["pid"] = String(pid) }
+        if let pid = payload?.pid ?? adoptedPID { d["pid"] = String(pid) }
         return d
     }
 }
