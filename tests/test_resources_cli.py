@@ -25,6 +25,14 @@ def test_profiles_from_config_file(tmp_path):
         assert no_gpu.status_code == 503 and "GPUs" in no_gpu.json()["message"]  # no (fake) nvidia-smi on PATH here
         used = gw.request("GET", "api/resources").json()["hosts"]["localhost"]["in_use"]
         assert used["cpus"] == 0.5 and used["memory_bytes"] == 512 << 20
+        samples = dict(line.rsplit(" ", 1) for line in gw.request("GET", "metrics").text.splitlines()
+                       if line.startswith("ganymede_resource_"))
+        assert float(samples['ganymede_resource_allocated{resource="cpus"}']) == 0.5, samples
+        assert float(samples['ganymede_resource_allocated{resource="memory_bytes"}']) == 512 << 20
+        assert float(samples['ganymede_resource_allocated{resource="gpus"}']) == 0
+        total = gw.request("GET", "api/resources").json()["hosts"]["localhost"]["capacity"]
+        assert float(samples['ganymede_resource_capacity{resource="cpus"}']) == total["cpus"]
+        assert float(samples['ganymede_resource_capacity{resource="memory_bytes"}']) == total["memory_bytes"]
     finally:
         gw.stop()
 

@@ -34,6 +34,9 @@ public final class GatewayMetrics: Sendable {
     /// swift-metrics counters are write-only, so this plain atomic rides alongside them.
     private let relayedTotal = Atomic<Int>(0)
     private let slowClients: CoreMetrics.Gauge
+    /// `ganymede_resource_capacity{resource}` and `ganymede_resource_allocated{resource}` for
+    /// cpus, memory_bytes and gpus (the local host's ledger).
+    private let resourceGauges: [String: (capacity: CoreMetrics.Gauge, allocated: CoreMetrics.Gauge)]
 
     public enum Direction: String, Sendable, CaseIterable {
         case toKernel = "client_to_kernel"
@@ -68,6 +71,22 @@ public final class GatewayMetrics: Sendable {
         replayDropped = CoreMetrics.Gauge(label: "ganymede_replay_dropped_messages", factory: factory)
         badSignatures = CoreMetrics.Gauge(label: "ganymede_kernel_bad_signatures", factory: factory)
         slowClients = CoreMetrics.Gauge(label: "ganymede_slow_clients_disconnected", factory: factory)
+        var resources: [String: (CoreMetrics.Gauge, CoreMetrics.Gauge)] = [:]
+        for resource in ["cpus", "memory_bytes", "gpus"] {
+            resources[resource] = (CoreMetrics.Gauge(label: "ganymede_resource_capacity", dimensions: [("resource", resource)], factory: factory),
+                                   CoreMetrics.Gauge(label: "ganymede_resource_allocated", dimensions: [("resource", resource)], factory: factory))
+        }
+        resourceGauges = resources
+    }
+
+    /// Sets the resource gauges: what the host offers kernels and what granted profiles hold.
+    public func update(capacity: (cpus: Double, memoryBytes: Int64, gpus: Int), allocated: (cpus: Double, memoryBytes: Int64, gpus: Int)) {
+        resourceGauges["cpus"]?.capacity.record(capacity.cpus)
+        resourceGauges["cpus"]?.allocated.record(allocated.cpus)
+        resourceGauges["memory_bytes"]?.capacity.record(capacity.memoryBytes)
+        resourceGauges["memory_bytes"]?.allocated.record(allocated.memoryBytes)
+        resourceGauges["gpus"]?.capacity.record(capacity.gpus)
+        resourceGauges["gpus"]?.allocated.record(allocated.gpus)
     }
 
     private static func key(_ channel: Channel, _ direction: Direction) -> Int {
