@@ -220,6 +220,18 @@ class Gateway:
         if self.proc and self.proc.poll() is None:
             self.known_children |= descendants_of(self.proc.pid)
 
+    def kill_leaving_kernels(self) -> set[int]:
+        """SIGKILL the gateway as a crash would (session persistence tests): its kernels, and any
+        helper processes it had, are meant to outlive it. Returns the pids it had started."""
+        self.record_children()
+        started = {p for p in self.known_children if alive(p)}
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.expected_exit = True
+        self.known_children.clear()
+        self.stop()
+        return started
+
     def stop(self, check: bool = True) -> list[str]:
         """SIGTERM, wait, SIGKILL; then make sure no kernel outlived the gateway.
 

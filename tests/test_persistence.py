@@ -27,11 +27,7 @@ def test_sigkill_and_restart_reattaches(tmp_path):
         execute_ok(ws, "x = 6 * 7")
     assert (root / f"{kid}.json").exists()
 
-    os.kill(first.proc.pid, signal.SIGKILL)
-    first.proc.wait(timeout=10)
-    first.expected_exit = True
-    first.known_children.clear()  # the kernel is meant to outlive this gateway
-    first.stop()
+    first.kill_leaving_kernels()
     assert alive(pid), "a persisted kernel survives its gateway's SIGKILL"
 
     second = Gateway(tmp_path / "b", args=args, name="second").start()

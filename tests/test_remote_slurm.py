@@ -153,3 +153,56 @@ def test_gateway_stop_cancels_jobs(tmp_path_factory, slurm_env):
     g.stop()
     wait_until(lambda: not slurm_env.active_jobs(kid), 15, interval=0.2, what="the job to end with the gateway")
     assert_no_launcher_left(kid, timeout=5)
+
+
+def test_sigkill_and_restart_reattaches_slurm_job(tmp_path_factory, slurm_env):
+    """Session persistence with a Slurm kernel: the job keeps running while no gateway does, the
+    next gateway finds it by job id (state kept, interrupt through the comm port), and DELETE
+    cancels it. A persisted job that ended meanwhile is reported as lost."""
+    root = tmp_path_factory.mktemp("slurm-sessions")
+    env = slurm_env.slurm_gateway_env(tmp_path_factory.mktemp("slurm-reattach-logs"))
+    args = ["--session-persistence", "true", "--persistence-root", str(root)]
+    first = start_gateway(tmp_path_factory.mktemp("slurm-ra-a"), "slurm_first", env, [REMOTE_SPECS], args)
+    second = None
+    ids = []
+    try:
+        for _ in range(2):
+            r = first.post("api/kernels", json={"name": "python_slurm"}, timeout=90)
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+        kid, doomed = ids
+        job = first.get(f"api/kernels/{kid}").json()["provisioner"]["slurm_job_id"]
+        with KernelWS(first, kid) as ws:
+            execute_ok(ws, "x = 6 * 7")
+        first.kill_leaving_kernels()
+        assert slurm_env.active_jobs(kid) == [f"{job} RUNNING"], "the job outlives its gateway"
+        # One job ends while no gateway watches.
+        (doomed_job,) = [j.split()[0] for j in slurm_env.active_jobs(doomed)]
+        subprocess.run(["scancel", doomed_job], env=dict(os.environ, SLURM_CONF=slurm_env.vars["SLURM_CONF"]), check=True)
+        wait_until(lambda: not slurm_env.active_jobs(doomed), 20, interval=0.2, what="cancelled job to end")
+
+        second = start_gateway(tmp_path_factory.mktemp("slurm-ra-b"), "slurm_second", env, [REMOTE_SPECS], args)
+        wait_until(lambda: second.get(f"api/kernels/{kid}").status_code == 200, 60, what="re-attach")
+        assert second.get(f"api/kernels/{kid}").json()["provisioner"]["slurm_job_id"] == job
+        lost = second.get(f"api/kernels/{doomed}")
+        body = assert_json_error(lost, [404])
+        assert "while no gateway was running" in body["message"] and doomed_job in body["message"], body
+        with KernelWS(second, kid) as ws:
+            res = ws.execute("print(x)", timeout=60)
+            assert "42" in res.stdout, res.summary()
+            msg_id = ws.send_execute("import time; time.sleep(60)")
+            time.sleep(1.5)
+            assert second.post(f"api/kernels/{kid}/interrupt").status_code == 204
+            res = ws.collect_execution(msg_id, timeout=30)
+            assert res.error and res.error["ename"] == "KeyboardInterrupt", res.summary()
+        assert second.delete(f"api/kernels/{kid}", timeout=60).status_code == 204
+        wait_until(lambda: not slurm_env.active_jobs(kid), 20, interval=0.2, what="job to end after DELETE")
+        assert not list(root.glob("*.json"))
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop(check=False)
+        for k in ids:
+            for j in slurm_env.active_jobs(k):
+                subprocess.run(["scancel", j.split()[0]], env=dict(os.environ, SLURM_CONF=slurm_env.vars["SLURM_CONF"]))
+            assert_no_launcher_left(k)

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from conftest import (KernelTracker, KernelWS, assert_json_error, base_env, cmdline, descendants_of, execute_ok,
+from conftest import (KernelTracker, KernelWS, alive, assert_json_error, base_env, cmdline, descendants_of, execute_ok,
                       wait_until)
 from remote_support import (DISTRIBUTED, REMOTE_SPECS, RemoteEnv, assert_no_launcher_left, blackhole_listener,
                             eg_launcher, launcher_argv, launcher_pids, start_gateway, write_spec)
@@ -353,3 +353,59 @@ def test_gateway_stop_stops_remote_kernels(tmp_path_factory, ssh_env):
     g.stop()
     for k in ids:
         assert_no_launcher_left(k, timeout=5)
+
+
+@pytest.mark.parametrize("how", ["sigkill", "sigterm-tunnelled"])
+def test_gateway_restart_reattaches_ssh_kernel(tmp_path_factory, extra_gateways, ssh_env, how):
+    """Session persistence with a remote kernel: the launcher keeps running while no gateway does,
+    the next gateway takes it over (state kept, interrupts through the comm port, its end noticed)
+    and stops the `ssh` processes a SIGKILLed gateway left behind."""
+    root = tmp_path_factory.mktemp("ssh-sessions")
+    tunnel = {"EG_ENABLE_TUNNELING": "true"} if "tunnelled" in how else {}
+    env = ssh_env.ssh_gateway_env(tmp_path_factory.mktemp("reattach-logs"), **tunnel)
+    args = ["--session-persistence", "true", "--persistence-root", str(root)]
+    first = start_gateway(tmp_path_factory.mktemp("reattach-a"), "reattach_first", env, [REMOTE_SPECS], args)
+    extra_gateways.append(first)
+    r = first.post("api/kernels", json={"name": "python_distributed", "env": {"KERNEL_USERNAME": "frank"}}, timeout=90)
+    assert r.status_code == 201, r.text
+    kid = r.json()["id"]
+    try:
+        with KernelWS(first, kid) as ws:
+            execute_ok(ws, "x = 6 * 7")
+        # The launcher and its kernel (the local `ssh` client's command line names the kernel too).
+        launchers = [p for p in launcher_pids(kid) if os.path.basename(cmdline(p).split()[0]) != "ssh"]
+        assert launchers
+        if how == "sigkill":
+            helpers = first.kill_leaving_kernels()
+            assert any("ssh" in cmdline(p) for p in helpers), helpers
+        else:
+            first.stop()  # SIGTERM: with persistence, kernels are left for the next gateway
+            helpers = set()
+        assert all(alive(p) for p in launchers), "the remote kernel outlives its gateway"
+
+        second = start_gateway(tmp_path_factory.mktemp("reattach-b"), "reattach_second", env, [REMOTE_SPECS], args)
+        extra_gateways.append(second)
+        wait_until(lambda: second.get(f"api/kernels/{kid}").status_code == 200, 60, what="re-attach")
+        model = second.get(f"api/kernels/{kid}").json()
+        assert model["provisioner"]["kind"] == "ssh" and model["provisioner"]["host"] == ssh_env.vars["REMOTE_SSH_HOST"]
+        with KernelWS(second, kid) as ws:
+            res = ws.execute("print(x)", timeout=60)
+            assert "42" in res.stdout, res.summary()
+            msg_id = ws.send_execute("import time; time.sleep(60)")
+            time.sleep(1.5)
+            assert second.post(f"api/kernels/{kid}/interrupt").status_code == 204
+            res = ws.collect_execution(msg_id, timeout=30)
+            assert res.error and res.error["ename"] == "KeyboardInterrupt", res.summary()
+        # The earlier gateway's ssh session and control master are gone.
+        wait_until(lambda: not any(alive(p) for p in helpers), 15, what="orphaned ssh processes to be stopped")
+        # Its end is noticed without the original ssh session: the kernel is restarted.
+        for p in launcher_pids(kid):
+            os.kill(p, signal.SIGKILL)
+        wait_until(lambda: launcher_pids(kid) and not set(launcher_pids(kid)) & set(launchers), 60,
+                   what="a new launcher after the re-attached one was killed")
+        with KernelWS(second, kid) as ws:
+            execute_ok(ws, "1 + 1")
+        assert second.delete(f"api/kernels/{kid}", timeout=60).status_code == 204
+        assert not (root / f"{kid}.json").exists()
+    finally:
+        assert_no_launcher_left(kid)

@@ -79,10 +79,15 @@ public protocol KernelProvisioner: Sendable {
 
     /// Backend facts for the REST kernel model's `provisioner` field (host, pid, Slurm job id).
     func details() async -> [String: String]
+
+    /// The gateway is leaving the kernel running for the next gateway (session persistence):
+    /// let go of this gateway's own helpers (an `ssh` session, tunnels) without stopping the kernel.
+    func release() async
 }
 
 extension KernelProvisioner {
     public func details() async -> [String: String] { [:] }
+    public func release() async {}
 }
 
 /// Why a kernel could not be started.

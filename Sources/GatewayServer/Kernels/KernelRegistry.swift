@@ -286,8 +286,11 @@ public actor KernelRegistry {
         }
         guard kernels[record.kernelID] == nil else { return }
         guard let spec = specs.spec(named: record.kernelspec) else { return lost("kernelspec '\(record.kernelspec)' no longer exists") }
-        guard let provisioner = await LocalProvisioner.attach(handle: record.handle, info: record.connection, logger: kernelLogger) else {
-            return lost("process \(record.handle.pid.map(String.init) ?? "?") not running")
+        guard let provisioner = await ProvisionerCatalog.attach(record, spec: spec, remote: remote,
+                                                                 runtimeDirectory: configuration.runtimeDirectory, logger: kernelLogger) else {
+            let what = record.handle.extra["slurm_job_id"].map { "Slurm job \($0)" }
+                ?? "\(record.handle.backend) process \(record.handle.pid.map(String.init) ?? "?")\(record.handle.host.map { " on \($0)" } ?? "")"
+            return lost("\(what) not running")
         }
         let env = KernelEnvironment.build(clientEnv: record.clientEnv, gatewayEnv: gatewayEnvironment, configuration: configuration,
                                           spec: spec, kernelID: record.kernelID, username: record.username)
@@ -299,7 +302,8 @@ public actor KernelRegistry {
         kernels[record.kernelID] = kernel
         do {
             try await kernel.attach(info: record.connection, timeout: configuration.kernelInfoTimeout)
-            kernelLogger.info("re-attached kernel", metadata: ["user": "\(record.username)", "pid": "\(record.handle.pid ?? 0)"])
+            kernelLogger.info("re-attached kernel", metadata: ["user": "\(record.username)", "backend": "\(record.handle.backend)",
+                                                               "pid": "\(record.handle.pid ?? 0)"])
             metrics.kernelEvent("reattached", kernelspec: spec.name)
         } catch {
             kernels.removeValue(forKey: record.kernelID)
@@ -315,6 +319,9 @@ public actor KernelRegistry {
             samples.append(await kernel.metricsSample())
         }
         metrics.update(kernels: samples)
+        let capacity = ledger.capacity, used = ledger.inUse
+        metrics.update(capacity: (capacity.cpus, capacity.memoryBytes, capacity.gpus.count),
+                       allocated: (used.cpus ?? 0, used.memoryBytes ?? 0, used.gpus ?? 0))
     }
 
     /// One pass of the idle culler (jupyter_server `cull_kernel_if_idle`): dead kernels go,
@@ -374,6 +381,7 @@ public actor KernelRegistry {
                 for kernel in all { group.addTask { await kernel.detach() } }
             }
             kernels.removeAll()
+            await remote.shutdown()
             return
         }
         logger.info("shutting down all kernels", metadata: ["count": "\(all.count)"])

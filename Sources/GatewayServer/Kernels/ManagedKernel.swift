@@ -371,6 +371,7 @@ public actor ManagedKernel {
         guard lifecycle.beginTermination() else { return }
         watcher?.cancel()
         await connection?.close()
+        await provisioner.release()
     }
 
     /// Stops the kernel for good and releases everything it held.

@@ -47,6 +47,21 @@ enum ProvisionerCatalog {
         }
     }
 
+    /// Takes over a kernel that an earlier gateway recorded (session persistence), with the
+    /// backend that wrote the handle; nil when that kernel is no longer running.
+    static func attach(_ record: KernelSessionRecord, spec: KernelSpec, remote: RemoteServices, runtimeDirectory: String,
+                       logger: Logger) async -> (any KernelProvisioner)? {
+        let config = spec.processProxy?["config"]
+        switch record.handle.backend {
+        case "local": return await LocalProvisioner.attach(handle: record.handle, info: record.connection, logger: logger)
+        case "ssh":
+            return await SSHProvisioner.attach(handle: record.handle, services: remote, config: config,
+                                               runtimeDirectory: runtimeDirectory, logger: logger)
+        case "slurm": return await SlurmProvisioner.attach(handle: record.handle, services: remote, config: config, logger: logger)
+        default: return nil
+        }
+    }
+
     static func make(_ kind: Kind, spec: KernelSpec, remote: RemoteServices, logger: Logger) -> any KernelProvisioner {
         let config = spec.processProxy?["config"]
         switch kind {

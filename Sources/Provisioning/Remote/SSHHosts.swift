@@ -63,6 +63,19 @@ public actor SSHHosts {
 
     private static let hostCharacters = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:_[]")
 
+    /// A kernel re-attached on `host` counts toward least-connection as if it had been picked.
+    func adopt(_ host: String) {
+        active[host, default: 0] += 1
+    }
+
+    /// The running master for `host`: its pid and control socket, recorded with persisted kernels
+    /// so that the next gateway can stop it if this one ends without doing so.
+    func masterProcess(_ host: String) -> (pid: pid_t, socket: String)? {
+        let t = target(host)
+        guard let master = masters[t], master.isRunning else { return nil }
+        return (master.pid, controlPath(t))
+    }
+
     func release(_ host: String) {
         if let n = active[host] { active[host] = max(0, n - 1) }
     }

@@ -20,7 +20,8 @@ public actor SSHProvisioner: KernelProvisioner {
     private var logger: Logger
     private var host: String?
     private var session: ChildProcess?
-    private var payload: LauncherConnectionInfo?
+    /// The launcher's pid on the remote host, as it reported it.
+    private var kernelPID: Int?
     private var commEndpoint: (host: String, port: Int)?
     private var forwards: [(local: Int, remote: Int)] = []
     private var localLog: String?
@@ -81,7 +82,7 @@ public actor SSHProvisioner: KernelProvisioner {
         }
         switch outcome {
         case .info(let info):
-            payload = info
+            kernelPID = info.pid
             var ip = chosen
             var ports = info.connection
             if config.enableTunneling {
@@ -199,16 +200,110 @@ public actor SSHProvisioner: KernelProvisioner {
         }
     }
 
+    // MARK: Session persistence
+
+    /// What the next gateway needs to take this kernel over: the host, the remote pid file's
+    /// base, the comm port, any tunnels, and the local `ssh` processes that an abrupt gateway end
+    /// leaves behind (they are stopped by the next gateway, after checking they are still ours).
+    public func persistentHandle() async -> KernelHandle? {
+        guard let host, let remoteBase, let session, session.isRunning else { return nil }
+        var extra = ["remote_base": remoteBase, "ssh_pid": String(session.pid)]
+        if let master = await services.ssh.masterProcess(host) {
+            extra["master_pid"] = String(master.pid)
+            extra["master_socket"] = master.socket
+        }
+        if let commEndpoint {
+            extra["comm_host"] = commEndpoint.host
+            extra["comm_port"] = String(commEndpoint.port)
+        }
+        if !forwards.isEmpty { extra["forwards"] = forwards.map { "\($0.local):\($0.remote)" }.joined(separator: ",") }
+        return KernelHandle(backend: "ssh", pid: kernelPID.map { Int32($0) }, host: host, logFile: remoteBase + ".log", extra: extra)
+    }
+
+    /// Takes over a remote kernel an earlier gateway started. The launcher outlives its `ssh`
+    /// session (its output goes to a file, there is no tty to hang up), so the earlier gateway's
+    /// `ssh` processes are stopped and a new session on this gateway's master watches the
+    /// recorded pid: that session ends when the kernel does, as the launch session would have.
+    /// Nil when the host cannot be reached or the launcher is no longer running.
+    public static func attach(handle: KernelHandle, services: RemoteServices, config: JSONValue?, runtimeDirectory: String,
+                              logger: Logger) async -> SSHProvisioner? {
+        guard handle.backend == "ssh", let host = handle.host, SSHHosts.isHostName(host),
+              let base = handle.extra["remote_base"], !base.isEmpty else { return nil }
+        // Orphans of an abrupt end (SIGKILL): the launch session mentions the pid file's base,
+        // the master its control socket; anything else under those pids is not ours to stop.
+        if let pid = handle.extra["ssh_pid"].flatMap(Int32.init) { await OrphanedProcess.stop(pid, mentioning: base) }
+        if let pid = handle.extra["master_pid"].flatMap(Int32.init), let socket = handle.extra["master_socket"] {
+            await OrphanedProcess.stop(pid, mentioning: socket)
+        }
+        let provisioner = SSHProvisioner(services: services, config: config, logger: logger)
+        guard await provisioner.adopt(host: host, base: base, handle: handle, runtimeDirectory: runtimeDirectory) else {
+            return nil
+        }
+        return provisioner
+    }
+
+    private func adopt(host: String, base: String, handle: KernelHandle, runtimeDirectory: String) async -> Bool {
+        self.host = host
+        remoteBase = base
+        kernelPID = handle.pid.map(Int.init)
+        logger[metadataKey: "host"] = "\(host)"
+        let pidFile = RemoteCommand.quote(base + ".pid")
+        let running = "p=$(cat \(pidFile) 2>/dev/null) && [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null"
+        guard let check = try? await services.ssh.run(host, running, timeout: .seconds(15)), check.succeeded else {
+            logger.info("persisted remote launcher is not running", metadata: ["remote_base": "\(base)"])
+            self.host = nil
+            return false
+        }
+        let target = await services.ssh.target(host)
+        if let list = handle.extra["forwards"] {
+            for pair in list.split(separator: ",") {
+                let ports = pair.split(separator: ":").compactMap { Int($0) }
+                guard ports.count == 2 else { continue }
+                do {
+                    try await services.ssh.forward(host, local: ports[0], remote: ports[1])
+                    forwards.append((ports[0], ports[1]))
+                } catch {
+                    logger.warning("could not restore SSH tunnel", metadata: ["error": "\(error)"])
+                    await teardownForwards()
+                    self.host = nil
+                    return false
+                }
+            }
+        }
+        let log = "\(runtimeDirectory)/kernel-\(URL(fileURLWithPath: base).lastPathComponent.dropFirst("kernel-".count)).ssh.log"
+        localLog = log
+        // One check a second on the remote host, inside one session: its end is the kernel's end.
+        let watch = running + " && while kill -0 \"$p\" 2>/dev/null; do sleep 1; done"
+        do {
+            session = try await ChildProcess.spawn(await services.ssh.commandArguments(target) + ["--", watch], logFile: log)
+        } catch {
+            await teardownForwards()
+            self.host = nil
+            return false
+        }
+        remotePIDKnown = true
+        if let h = handle.extra["comm_host"], let port = handle.extra["comm_port"].flatMap(Int.init) { commEndpoint = (h, port) }
+        await services.ssh.adopt(host)
+        logger.info("re-attached remote launcher over SSH", metadata: ["pid": "\(kernelPID.map(String.init) ?? "?")"])
+        return true
+    }
+
+    /// A gateway leaving this kernel running for the next one: only the local `ssh` session goes.
+    public func release() async {
+        await session?.stop(grace: .seconds(2))
+        await teardownForwards()
+    }
+
     public func recentOutput() async -> String { await remoteLogTail() }
 
     public func describe() -> String {
-        "ssh \(host ?? "?") pid \(payload?.pid.map(String.init) ?? "?")"
+        "ssh \(host ?? "?") pid \(kernelPID.map(String.init) ?? "?")"
     }
 
     public func details() -> [String: String] {
         var d = ["kind": "ssh"]
         if let host { d["host"] = host }
-        if let pid = payload?.pid { d["pid"] = String(pid) }
+        if let pid = kernelPID { d["pid"] = String(pid) }
         if let log = remoteBase { d["log"] = log + ".log" }
         if !forwards.isEmpty { d["tunnel"] = "true" }
         return d
