@@ -70,3 +70,23 @@ def test_sighup_reloads_user_lists(tmp_path):
         assert r.status_code == 201, r.text
     finally:
         gw.stop()
+
+
+def test_sighup_reloads_resource_profiles(tmp_path):
+    cfg = tmp_path / "profiles.yaml"
+    cfg.write_text("resource_profiles:\n  small: {cpus: 0.5, memory: 256Mi}\n")
+    gw = Gateway(tmp_path / "gw", args=["--config", str(cfg)]).start()
+    try:
+        assert list(gw.request("GET", "api/resources").json()["profiles"]) == ["small"]
+        cfg.write_text("resource_profiles:\n  small: {cpus: 0.5, memory: 256Mi}\n  medium: {cpus: 1, memory: 512Mi}\n"
+                       "allow_custom_resources: false\n")
+        gw.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "medium" in gw.request("GET", "api/resources").json()["profiles"], 15, what="profiles reloaded")
+        assert gw.request("GET", "api/resources").json()["allow_custom"] is False
+        r = gw.request("POST", "api/kernels", json={"name": "python3", "env": {"KERNEL_RESOURCE_PROFILE": "medium"}}, timeout=90)
+        assert r.status_code == 201, r.text
+        assert r.json()["resources"]["request"] == {"cpus": 1, "memory_bytes": 512 << 20}
+        custom = gw.request("POST", "api/kernels", json={"name": "python3", "env": {"KERNEL_CPUS": "1"}}, timeout=30)
+        assert custom.status_code == 403, custom.text
+    finally:
+        gw.stop()

@@ -9,9 +9,11 @@ import subprocess
 import time
 import uuid
 
+from pathlib import Path
+
 import pytest
 
-from conftest import KernelTracker, KernelWS, assert_json_error, execute_ok, wait_until
+from conftest import free_port, KernelTracker, KernelWS, assert_json_error, execute_ok, wait_until
 from remote_support import (REMOTE_SPECS, SLURM, RemoteEnv, assert_no_launcher_left, launcher_argv, start_gateway,
                             write_spec)
 from test_remote_ssh import run_eg_itests
@@ -69,6 +71,29 @@ def test_kernel_runs_as_a_slurm_job(gw, slurm_env, kernels):
     kernels.ids.remove(m["id"])
     wait_until(lambda: not slurm_env.active_jobs(m["id"]), 20, interval=0.2, what="job to end after DELETE")
     assert_no_launcher_left(m["id"])
+
+
+def test_readiness_asks_the_slurm_controller(gw):
+    # (The bundled SSH kernelspec's default host, localhost:22, has no sshd here: that check fails.)
+    checks = {c["name"]: c for c in gw.get("api/health/ready", timeout=10).json()["checks"]}
+    assert checks["slurm"] == {"name": "slurm", "ok": True, "detail": "slurmctld answers", "required": True}, checks
+
+
+def test_readiness_fails_when_the_controller_is_away(tmp_path_factory, slurm_env):
+    env = slurm_env.slurm_gateway_env(tmp_path_factory.mktemp("slurm-away-logs"))
+    conf = tmp_path_factory.mktemp("slurm-away") / "slurm.conf"
+    # A controller on a port where nothing listens: what squeue meets when slurmctld is down.
+    text = Path(slurm_env.vars["SLURM_CONF"]).read_text()
+    conf.write_text("\n".join(f"SlurmctldPort={free_port()}" if l.startswith("SlurmctldPort") else l for l in text.splitlines()))
+    env["SLURM_CONF"] = str(conf)
+    g = start_gateway(tmp_path_factory.mktemp("slurm-away-gw"), "slurm_away", env, [REMOTE_SPECS])
+    try:
+        r = g.get("api/health/ready", timeout=15)
+        assert r.status_code == 503, r.text
+        check = {c["name"]: c for c in r.json()["checks"]}["slurm"]
+        assert check["ok"] is False and check["detail"], check
+    finally:
+        g.stop()
 
 
 def test_interrupt_through_the_comm_port(gw, kernels):

@@ -266,6 +266,25 @@ def test_refused_ssh_is_a_clear_error(tmp_path_factory, extra_gateways, ssh_env)
     r = g.post("api/kernels", json={"name": "python_distributed"}, timeout=60)
     body = assert_json_error(r, [500])
     assert "refused" in body["message"].lower(), body
+    ready = g.get("api/health/ready", timeout=10)
+    assert ready.status_code == 503, ready.text
+    checks = {c["name"]: c for c in ready.json()["checks"]}
+    host = ssh_env.vars["REMOTE_SSH_HOST"]
+    assert checks[f"ssh:{host}"]["ok"] is False and "unreachable" in checks[f"ssh:{host}"]["detail"], checks
+    assert checks["ssh"] == {"name": "ssh", "ok": False, "detail": "0 of 1 SSH host(s) reachable", "required": True}
+    assert checks["response_listener"]["ok"] is True, checks
+
+
+def test_readiness_covers_listener_and_ssh_hosts(gw, ssh_env):
+    r = gw.get("api/health/ready", timeout=10)
+    checks = {c["name"]: c for c in r.json()["checks"]}
+    # The bundled Slurm kernelspec is loaded too, and this host has no Slurm configuration:
+    # the probe says so without asking DNS for a controller.
+    assert checks["slurm"]["ok"] is False and "no slurm.conf" in checks["slurm"]["detail"], checks
+    assert r.status_code == 503
+    assert checks["ssh"]["ok"] is True, checks
+    assert checks[f"ssh:{ssh_env.vars['REMOTE_SSH_HOST']}"]["ok"] is True, checks
+    assert checks["response_listener"]["ok"] and "127.0.0.1:" in checks["response_listener"]["detail"], checks
 
 
 def test_wrong_ssh_key_is_a_clear_error(tmp_path_factory, extra_gateways, ssh_env):

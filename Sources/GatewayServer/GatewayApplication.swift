@@ -87,7 +87,7 @@ public struct Gateway: Sendable {
                                   base: base, startedAt: Date())
         api.get("status", use: status.html)
         api.get("status.json", use: status.json)
-        api.get("api/resources", use: ResourceRoutes(registry: registry, configuration: c).get)
+        api.get("api/resources", use: ResourceRoutes(registry: registry).get)
         api.get("api/kernelspecs", use: specs.list)
         api.get("api/kernelspecs/:name", use: specs.get)
         let resourcePrefix = "\(base)/kernelspecs/"

@@ -12,6 +12,7 @@ public actor KernelRegistry {
     public nonisolated let metrics: GatewayMetrics
     /// The gateway host's capacity and the local kernels' grants.
     public nonisolated let ledger: ResourceLedger
+    private nonisolated let readinessCache = CachedValue<[BackendCheck]>()
     private var kernels: [String: ManagedKernel] = [:]
     /// Ids being started: counted so a duplicate KERNEL_ID cannot race in.
     private var pending: Set<String> = []
@@ -79,12 +80,35 @@ public actor KernelRegistry {
         current.authorizedUsers = new.authorizedUsers
         current.unauthorizedUsers = new.unauthorizedUsers
         current.kernelSpecDirectories = new.kernelSpecDirectories
+        current.resourceProfiles = new.resourceProfiles
+        current.allowCustomResources = new.allowCustomResources
         let names = specs.reload(configuration: new)
         logger.notice("configuration reloaded", metadata: [
             "kernelspecs": "\(names.joined(separator: ","))", "max_kernels": "\(new.maxKernels.map(String.init) ?? "none")",
             "max_kernels_per_user": "\(new.maxKernelsPerUser.map(String.init) ?? "none")",
         ])
         return names
+    }
+
+    /// Backend readiness for the loaded kernelspecs (none when every kernelspec is local).
+    /// Results are kept for five seconds: probes come often and each costs a TCP connect per host.
+    public nonisolated func backendReadiness() async -> [BackendCheck] {
+        var sshHosts: Set<String> = []
+        var slurm = false
+        for spec in specs.all.values {
+            switch try? ProvisionerCatalog.kind(for: spec) {
+            case .ssh?:
+                let own = SSHProvisioner.hosts(spec.processProxy?["config"]?["remote_hosts"])
+                sshHosts.formUnion(own.isEmpty ? remote.configuration.remoteHosts : own)
+            case .slurm?: slurm = true
+            default: break
+            }
+        }
+        guard !sshHosts.isEmpty || slurm else { return [] }
+        let hosts = sshHosts.sorted(), withSlurm = slurm
+        return await readinessCache.value(maxAge: .seconds(5)) { [remote] in
+            await remote.readiness(sshHosts: hosts, slurm: withSlurm)
+        }
     }
 
     /// True once the gateway has begun stopping (no new starts).
@@ -197,7 +221,7 @@ public actor KernelRegistry {
     /// so its cgroup limits apply from its first instruction. Returns the spec to launch.
     private func admitResources(id: String, clientEnv: [String: String]?, spec: KernelSpec,
                                 env: inout [String: String], local: Bool) throws(GatewayError) -> (KernelSpec, KernelResources?) {
-        let policy = ResourcePolicy(profiles: configuration.resourceProfiles, allowCustom: configuration.allowCustomResources)
+        let policy = ResourcePolicy(profiles: current.resourceProfiles, allowCustom: current.allowCustomResources)
         let wanted = try policy.request(env: clientEnv, spec: spec)
         if !ledger.capacity.gpus.isEmpty {
             // Exclusive assignment: a kernel sees only the devices it was given (none unless asked).

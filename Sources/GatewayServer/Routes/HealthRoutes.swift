@@ -7,8 +7,10 @@ import NIOCore
 /// - `GET /api/health`: liveness. 200 while the process serves HTTP; no token needed, so a
 ///   Kubernetes `livenessProbe` can call it.
 /// - `GET /api/health/ready`: readiness. 200 when kernelspecs are loaded, the kernel registry
-///   answers within a second and the gateway is not draining; 503 otherwise, with each check
-///   and why, so a `readinessProbe` takes the pod out of the Service while it stops.
+///   answers within a second and the gateway is not draining, and, when remote kernelspecs are
+///   loaded, the launcher response listener is bound and their SSH hosts and Slurm controller
+///   answer; 503 otherwise, with each check and why, so a `readinessProbe` takes the pod out of
+///   the Service while it stops or while its backends are away.
 /// - `GET /metrics`: Prometheus text format (token-protected unless `--metrics-public`).
 struct HealthRoutes {
     let registry: KernelRegistry
@@ -25,7 +27,11 @@ struct HealthRoutes {
             { @Sendable in (await registry.isShuttingDown, await registry.count) },
             { @Sendable in try? await Task.sleep(for: .seconds(1)); return nil },
         ])
-        let (ok, checks) = Self.checks(specCount: registry.specs.all.count, registry: answer)
+        var (ok, checks) = Self.checks(specCount: registry.specs.all.count, registry: answer)
+        for backend in await registry.backendReadiness() {
+            checks.append(["name": backend.name, "ok": backend.ok, "detail": backend.detail, "required": backend.required])
+            if backend.required { ok = ok && backend.ok }
+        }
         return try HTTPHelpers.json(["status": ok ? "ready" : "not ready", "checks": checks] as [String: Any],
                                     status: ok ? .ok : .serviceUnavailable)
     }

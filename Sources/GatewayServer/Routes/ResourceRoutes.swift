@@ -6,9 +6,8 @@ import Hummingbird
 /// only until remote placement exists).
 struct ResourceRoutes {
     let registry: KernelRegistry
-    let configuration: GatewayConfiguration
 
-    func get(_ request: Request, _ context: GatewayRequestContext) throws -> Response {
+    func get(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         struct Body: Encodable {
             var profiles: [String: ResourceRequest]
             var allowCustom: Bool
@@ -21,6 +20,7 @@ struct ResourceRoutes {
             var kernels: [String: ResourceLedger.Grant]
             enum CodingKeys: String, CodingKey { case capacity, inUse = "in_use", kernels }
         }
+        let configuration = await registry.current  // profiles follow SIGHUP reloads
         let ledger = registry.ledger
         let local = Host(capacity: ledger.capacity, inUse: ledger.inUse, kernels: ledger.allGrants)
         return try HTTPHelpers.json(encodable: Body(profiles: configuration.resourceProfiles,

@@ -35,7 +35,7 @@ public actor SSHProvisioner: KernelProvisioner {
         self.logger = logger
     }
 
-    static func hosts(_ value: JSONValue?) -> [String] {
+    public static func hosts(_ value: JSONValue?) -> [String] {
         if let s = value?.stringValue { return s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
         if case .array(let items)? = value { return items.compactMap(\.stringValue) }
         return []
