@@ -7,20 +7,26 @@ import HTTPTypes
 /// JSON string literal, so a notebook does `json.loads(REQUEST)`.
 public enum RequestBundle {
     /// Builds the bundle. Body rules (`parse_body`): `application/json` (exactly) is parsed,
-    /// falling back to the text; `application/x-www-form-urlencoded` (exactly) becomes a dict of
-    /// lists; anything else, or no Content-Type, is the text. A body that is not UTF-8 is a 400
+    /// falling back to the text; `application/x-www-form-urlencoded` (exactly) and
+    /// `multipart/form-data; boundary=…` become a dict of lists (see `MultipartForm`); anything
+    /// else, or no Content-Type, is the text. A body that is not UTF-8 is a 400
     /// (KG answers 500 to it).
     ///
     /// Unlike KG, the gateway's own token never reaches the kernel: an `Authorization` header or a
     /// `token` query argument carrying `hiding` is left out (other credentials pass unchanged).
     public static func make(body: [UInt8], query: String?, pathParameters: [(name: String, value: String)],
                             headers: HTTPFields, hiding token: String = "") throws(GatewayError) -> OrderedJSON {
-        guard let text = String(validatingUTF8: body) else {
+        let contentType = headers[values: .contentType].joined(separator: ",")
+        var bodyValue: OrderedJSON
+        if contentType.hasPrefix("multipart/form-data") {
+            // Parsed from bytes: an uploaded file need not be text (it is left out, as KG does).
+            bodyValue = try MultipartForm.fields(body, contentType: contentType)
+        } else if let text = String(validating: body, as: UTF8.self) {
+            bodyValue = .string(text)
+        } else {
             throw GatewayError(.badRequest, "Request body is not valid UTF-8")
         }
-        let contentType = headers[values: .contentType].joined(separator: ",")
-        var bodyValue = OrderedJSON.string(text)
-        if contentType == "application/x-www-form-urlencoded" {
+        if case .string(let text) = bodyValue, contentType == "application/x-www-form-urlencoded" {
             bodyValue = try formFields(text, what: "form field")
         } else if contentType == "application/json", let parsed = OrderedJSON.parse(body) {
             bodyValue = parsed
