@@ -188,6 +188,42 @@ def test_kg_swagger_exactly(tmp_path_factory):
         gw.stop()
 
 
+def test_swagger_cell_parser(tmp_path_factory):
+    """KG_CELL_PARSER=kernel_gateway.notebook_http.swagger.parser: the API declared as Swagger in a
+    markdown cell, implemented by `# operationId:` cells (concatenated), path parameters appended
+    to the path as KG does, the declared document served as the spec with a default title."""
+    gw = start(tmp_path_factory, "kg_swagger_parser", args=["--api", "notebook-http", "--seed-uri", nb("swagger_contacts.ipynb")],
+               env={"KG_CELL_PARSER": "kernel_gateway.notebook_http.swagger.parser"})
+    try:
+        spec = gw.get("_api/spec/swagger.json").json()
+        assert spec["info"] == {"version": "1.0.0", "title": "swagger_contacts"}
+        assert set(spec["paths"]) == {"/contacts", "/contacts/find", "/declared-only"}
+        assert gw.get("contacts").json() == {"alice": "555-0100"}
+        r = gw.post("contacts", json={"name": "bob", "phone": "555-0199"})
+        assert r.status_code == 201 and r.text == "2\n" and r.headers["Content-Type"].startswith("text/plain"), r.text
+        assert gw.get("contacts/find/bob").text == "555-0199\n"
+        assert_json_error(gw.get("declared-only"), [404])  # declared, never implemented
+        assert_json_error(gw.request("PUT", "contacts"), [405])
+        assert "notImplemented was declared but not referenced" in gw.log_tail(100)
+    finally:
+        gw.stop()
+
+
+def test_unknown_cell_parser_is_refused(tmp_path):
+    from conftest import ganymede_bin
+    p = subprocess.run([ganymede_bin(), "--port", "0", "--api", "notebook-http", "--seed-uri", nb("swagger_contacts.ipynb")],
+                       env=dict(base_env(), KG_CELL_PARSER="my.parser"), capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "cell parser my.parser not found" in p.stderr, p.stderr
+
+
+def test_swagger_parser_without_a_swagger_document_is_refused(tmp_path):
+    from conftest import ganymede_bin
+    p = subprocess.run([ganymede_bin(), "--port", "0", "--api", "notebook-http", "--seed-uri", nb("kg_simple_api.ipynb"),
+                        "--cell-parser", "kernel_gateway.notebook_http.swagger.parser"],
+                       env=base_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "no cell holds a Swagger document" in p.stderr, p.stderr
+
+
 def test_kg_response_info(tmp_path_factory):
     gw = start(tmp_path_factory, "kg_responses", args=["--api", "notebook-http", "--seed-uri", nb("kg_responses.ipynb")])
     try:

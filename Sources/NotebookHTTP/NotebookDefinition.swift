@@ -23,19 +23,45 @@ public struct NotebookDefinition: Sendable {
     public var seedCells: [String]
     /// `GET /_api/spec/swagger.json`, built once per definition as KG does.
     public var swagger: String
+    /// What the cell parser noticed and KG would log (operations declared but not implemented).
+    public var warnings: [String]
 
-    /// Builds the API; a notebook without endpoints is refused as KG refuses it ("No endpoints
-    /// were discovered. Check your notebook to make sure your cells are annotated correctly.").
-    public init(document: NotebookDocument, source: String, forceKernelName: String) throws(NotebookError) {
+    /// Builds the API with the chosen cell parser; a notebook without endpoints is refused as KG
+    /// refuses it ("No endpoints were discovered. Check your notebook to make sure your cells are
+    /// annotated correctly.").
+    public init(document: NotebookDocument, source: String, forceKernelName: String,
+                cellParser: CellParserKind = .annotations) throws(NotebookError) {
         let kernelName = forceKernelName.isEmpty ? document.kernelName : forceKernelName
         guard let kernelName, !kernelName.isEmpty else {
             throw NotebookError("names no kernel (metadata.kernelspec.name) and no kernel name is forced", path: source)
         }
         let parser = EndpointParser(language: document.language)
         let code = document.codeCells
-        let responses = parser.responses(in: code)
+        let found: [(path: String, sources: [String: String])]
+        let responses: [String: [String: String]]
+        let isAnnotated: (String) -> Bool
+        switch cellParser {
+        case .annotations:
+            found = parser.endpoints(in: code)
+            responses = parser.responses(in: code)
+            isAnnotated = parser.isAnnotated
+            swagger = SwaggerBuilder.build(cells: code, parser: parser, notebookPath: source)
+            warnings = []
+        case .swagger:
+            let swaggerParser: SwaggerCellParser
+            do {
+                swaggerParser = try SwaggerCellParser(commentPrefix: parser.commentPrefix, cells: document.cells.map(\.source))
+            } catch {
+                throw NotebookError(error.message, path: source)
+            }
+            found = swaggerParser.endpoints(in: code)
+            responses = swaggerParser.responses(in: code)
+            isAnnotated = swaggerParser.isAnnotated
+            swagger = swaggerParser.swaggerDocument(title: SwaggerBuilder.title(source))
+            warnings = swaggerParser.warnings
+        }
         var endpoints: [Endpoint] = []
-        for (path, sources) in parser.endpoints(in: code) {
+        for (path, sources) in found {
             let pattern: PathPattern
             do {
                 pattern = try PathPattern(path)
@@ -49,16 +75,15 @@ public struct NotebookDefinition: Sendable {
             endpoints.append(Endpoint(pattern: pattern, sources: sources, responseSources: responses[path] ?? [:], timeouts: timeouts))
         }
         guard !endpoints.isEmpty else {
-            throw NotebookError("has no endpoints: no code cell starts with an annotation such as '\(parser.commentPrefix) GET /path'",
-                                path: source)
+            let example = cellParser == .annotations ? "\(parser.commentPrefix) GET /path" : "\(parser.commentPrefix) operationId: <id declared in the Swagger document>"
+            throw NotebookError("has no endpoints: no code cell starts with an annotation such as '\(example)'", path: source)
         }
         self.document = document
         self.source = source
         self.kernelName = kernelName
         self.language = document.language ?? ""
         self.endpoints = endpoints
-        self.seedCells = code.filter { !parser.isAnnotated($0) }
-        self.swagger = SwaggerBuilder.build(cells: code, parser: parser, notebookPath: source)
+        self.seedCells = code.filter { !isAnnotated($0) }
     }
 
     /// The first endpoint (in registration order) whose pattern matches, with its parameters.
@@ -68,6 +93,14 @@ public struct NotebookDefinition: Sendable {
         }
         return nil
     }
+}
+
+/// KG_CELL_PARSER: which of Kernel Gateway's two cell parsers reads the notebooks.
+public enum CellParserKind: String, Sendable, CaseIterable {
+    /// `kernel_gateway.notebook_http.cell.parser` (the default): `# GET /path` annotations.
+    case annotations = "kernel_gateway.notebook_http.cell.parser"
+    /// `kernel_gateway.notebook_http.swagger.parser`: a Swagger document and `# operationId: id` cells.
+    case swagger = "kernel_gateway.notebook_http.swagger.parser"
 }
 
 /// KG's generated swagger (`notebook_http/swagger/builders.py` `SwaggerSpecBuilder`):

@@ -32,6 +32,8 @@ public struct NotebookHTTPConfiguration: Sendable {
     public var prespawnCount = 1
     /// KG_FORCE_KERNEL_NAME: overrides the notebook's kernelspec.
     public var forceKernelName = ""
+    /// KG_CELL_PARSER: annotations (default) or a Swagger document.
+    public var cellParser: CellParserKind = .annotations
     /// KG_ALLOW_NOTEBOOK_DOWNLOAD: serve `<prefix>/_api/source`.
     public var allowNotebookDownload = false
     /// KG_STATIC_PATH: files under this directory are served at `/public/…` (under the base URL).

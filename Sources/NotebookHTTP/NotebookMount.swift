@@ -43,6 +43,7 @@ public actor NotebookMount {
         logger[metadataKey: "notebook"] = "\(path)"
         self.logger = logger
         let definition = try Self.definition(document, path: path, settings: settings, registry: registry)
+        for warning in definition.warnings { logger.warning("\(warning)") }
         current = Generation(number: 1, definition: definition, pool: Self.pool(for: definition, settings: settings, registry: registry, logger: logger))
         lastAttempt = definition.document.bytes
         fileStamp = FileStamp(path: NotebookDocument.localPath(path))
@@ -50,7 +51,8 @@ public actor NotebookMount {
 
     static func definition(_ document: NotebookDocument, path: String, settings: NotebookHTTPConfiguration,
                            registry: KernelRegistry) throws(NotebookError) -> NotebookDefinition {
-        let definition = try NotebookDefinition(document: document, source: path, forceKernelName: settings.forceKernelName)
+        let definition = try NotebookDefinition(document: document, source: path, forceKernelName: settings.forceKernelName,
+                                                cellParser: settings.cellParser)
         // KG's `_load_notebook` refuses a notebook whose kernel is not installed (NoSuchKernel).
         guard registry.specs.spec(named: definition.kernelName) != nil else {
             throw NotebookError("needs kernelspec '\(definition.kernelName)', which is not installed", path: path)

@@ -22,6 +22,8 @@ struct KernelGatewayOptions: ParsableArguments {
     var staticPath: String?
     @Option(name: .customLong("notebook"), help: "notebook-http: serve a notebook under a URL prefix, [PREFIX=]PATH (or URL), e.g. /sales=dash/sales.ipynb (repeatable; implies --api notebook-http). Env: GANYMEDE_NOTEBOOKS (comma list).")
     var notebooks: [String] = []
+    @Option(name: .customLong("cell-parser"), help: "notebook-http: kernel_gateway.notebook_http.cell.parser (annotations, default) or kernel_gateway.notebook_http.swagger.parser. Env: KG_CELL_PARSER.")
+    var cellParser: String?
     @Option(name: .customLong("notebook-http-timeout"), help: "notebook-http: seconds a request may take; a cell line '# Timeout: <s>' overrides it per endpoint. Env: GANYMEDE_NOTEBOOK_HTTP_TIMEOUT. Default 60.")
     var requestTimeout: Double?
     @Option(name: .customLong("notebook-http-tracebacks"), help: "notebook-http: add the traceback to the 500 body of a failing cell (true|false). Env: GANYMEDE_NOTEBOOK_HTTP_TRACEBACKS. Default false.")
@@ -85,6 +87,13 @@ struct KernelGatewayOptions: ParsableArguments {
             c.mounts += mounts.map(NotebookHTTPConfiguration.Mount.parse)
             c.prespawnCount = max(1, prespawn ?? 1)
             c.forceKernelName = gateway.configuration.forceKernelName
+            if let raw = cellParser ?? settings.string("cell_parser", env: ["KG_CELL_PARSER"]) {
+                // KG imports the module by name; these are the two it ships.
+                guard let kind = CellParserKind(rawValue: raw) else {
+                    throw ValidationError("cell parser \(raw) not found (use one of: \(CellParserKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                c.cellParser = kind
+            }
             if let v = try allowNotebookDownload.map(Settings.parseBool)
                 ?? settings.bool("allow_notebook_download", env: ["KG_ALLOW_NOTEBOOK_DOWNLOAD"]) {
                 c.allowNotebookDownload = v
