@@ -128,9 +128,16 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 MinJobAge=300
 KillWait=5
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+GresTypes=gpu
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:8
+PartitionName=gpu Nodes=ALL Default=NO MaxTime=INFINITE State=UP OverSubscribe=FORCE:8
 CONF
+    # Two fake GPUs (character devices with NVIDIA's major number, nothing behind them: none are
+    # attached here), so jobs can ask for --gres=gpu:N and the mapping of resource profiles can be
+    # checked with scontrol.
+    for i in 0 1; do [ -e "$D/nvidia$i" ] || mknod "$D/nvidia$i" c 195 "$i"; done
+    echo "NodeName=$host Name=gpu File=$D/nvidia[0-1]" > "$D/gres.conf"
     export SLURM_CONF="$D/slurm.conf"
     /usr/sbin/slurmctld -f "$SLURM_CONF"
     /usr/sbin/slurmd -f "$SLURM_CONF"

@@ -31,6 +31,7 @@ class RemoteEnv:
         p = subprocess.run(["bash", str(ENV_SCRIPT), "start", self.what], env=env, capture_output=True, text=True,
                            timeout=600)
         if p.returncode != 0:
+            self.stop()  # whatever did start (munged, slurmctld) must not outlive the failed setup
             pytest.fail(f"remote-test-env.sh start {self.what} failed:\n{p.stdout}\n{p.stderr}", pytrace=False)
         for line in (self.dir / "env").read_text().splitlines():
             k, _, v = line.partition("=")

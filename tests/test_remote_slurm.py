@@ -231,3 +231,45 @@ def test_sigkill_and_restart_reattaches_slurm_job(tmp_path_factory, slurm_env):
             for j in slurm_env.active_jobs(k):
                 subprocess.run(["scancel", j.split()[0]], env=dict(os.environ, SLURM_CONF=slurm_env.vars["SLURM_CONF"]))
             assert_no_launcher_left(k)
+
+
+def test_resource_profiles_become_slurm_options(tmp_path_factory, slurm_env):
+    """A profile's CPUs, memory, GPUs and partition reach sbatch (checked with scontrol show job);
+    Slurm, not the gateway host's ledger, admits the job."""
+    cfg = tmp_path_factory.mktemp("slurm-profiles") / "profiles.yaml"
+    cfg.write_text("resource_profiles:\n"
+                   "  gpu_small: {cpus: 1, memory: 300Mi, gpus: 1, slurm_partition: gpu}\n"
+                   "  tiny: {cpus: 0.5, memory: 100Mi}\n")
+    env = slurm_env.slurm_gateway_env(tmp_path_factory.mktemp("slurm-profile-logs"))
+    g = start_gateway(tmp_path_factory.mktemp("slurm-profile-gw"), "slurm_profiles", env, [REMOTE_SPECS],
+                      ["--config", str(cfg)])
+    t = KernelTracker(g)
+    try:
+        m = t.create("python_slurm", env={"KERNEL_RESOURCE_PROFILE": "gpu_small"})
+        assert m["resources"]["request"] == {"cpus": 1, "memory_bytes": 300 << 20, "gpus": 1, "slurm_partition": "gpu"}, m
+        job = m["provisioner"]["slurm_job_id"]
+        shown = subprocess.run(["scontrol", "show", "job", job], env=dict(os.environ, SLURM_CONF=slurm_env.vars["SLURM_CONF"]),
+                               capture_output=True, text=True, check=True).stdout
+        fields = dict(f.split("=", 1) for f in shown.split() if "=" in f)
+        assert fields["Partition"] == "gpu", shown
+        assert fields["MinMemoryNode"] == "300M", shown
+        assert fields.get("CPUs/Task") == "1", shown
+        assert "gpu:1" in (fields.get("TresPerNode", "") + fields.get("Gres", "")), shown
+        with KernelWS(g, m["id"]) as ws:
+            res = execute_ok(ws, "import os; print(os.environ['SLURM_MEM_PER_NODE'], os.environ['SLURM_CPUS_PER_TASK'])")
+            assert res.stdout.split() == ["300", "1"], res.summary()
+
+        tiny = t.create("python_slurm", env={"KERNEL_RESOURCE_PROFILE": "tiny"})
+        shown = subprocess.run(["scontrol", "show", "job", tiny["provisioner"]["slurm_job_id"]],
+                               env=dict(os.environ, SLURM_CONF=slurm_env.vars["SLURM_CONF"]),
+                               capture_output=True, text=True, check=True).stdout
+        fields = dict(f.split("=", 1) for f in shown.split() if "=" in f)
+        assert fields["Partition"] == "debug" and fields["MinMemoryNode"] == "100M" and fields.get("CPUs/Task") == "1", shown
+        # The gateway host's own capacity is untouched: Slurm admitted these.
+        assert g.get("api/resources").json()["hosts"]["localhost"]["in_use"]["cpus"] == 0
+    finally:
+        ids = list(t.ids)
+        t.cleanup()
+        g.stop()
+        for kid in ids:
+            wait_until(lambda: not slurm_env.active_jobs(kid), 20, interval=0.2, what=f"job of {kid} to end")

@@ -48,3 +48,45 @@ def test_bad_profiles_stop_the_gateway_with_a_reason(tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert p.returncode != 0
     assert "resource_profiles" in p.stdout + p.stderr
+
+
+def test_max_resources_per_user(tmp_path):
+    cfg = tmp_path / "limits.yaml"
+    cfg.write_text("resource_profiles:\n  small: {cpus: 0.5, memory: 128Mi}\n"
+                   "max_resources_per_user: {cpus: 1, memory: 1Gi}\n")
+    gw = Gateway(tmp_path / "gw", args=["--config", str(cfg)]).start()
+    ids = []
+    try:
+        def start(user, **env):
+            return gw.request("POST", "api/kernels", timeout=90,
+                              json={"name": "python3", "env": {"KERNEL_USERNAME": user, **env}})
+        for _ in range(2):
+            r = start("alice", KERNEL_RESOURCE_PROFILE="small")
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+        third = start("alice", KERNEL_RESOURCE_PROFILE="small")
+        assert third.status_code == 403, third.text
+        assert third.json()["message"] == ("A max resources per user limit has been set to 1 of CPUs and user 'alice' holds 1 "
+                                           "in running kernels; this kernel asks for 0.5 more."), third.text
+        big = start("bob", KERNEL_MEMORY="2Gi")
+        assert big.status_code == 403 and "2 GiB more" in big.json()["message"], big.text
+        r = start("bob", KERNEL_RESOURCE_PROFILE="small")  # another user's kernels do not count
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+        assert gw.request("DELETE", f"api/kernels/{ids.pop(0)}", timeout=60).status_code == 204
+        r = start("alice", KERNEL_RESOURCE_PROFILE="small")  # released on delete
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    finally:
+        for kid in ids:
+            gw.request("DELETE", f"api/kernels/{kid}", timeout=60)
+        gw.stop()
+
+
+def test_unknown_profile_field_stops_the_gateway(tmp_path):
+    import subprocess
+    from conftest import base_env, ganymede_bin
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("resource_profiles:\n  small: {cpus: 1, memroy: 1Gi}\n")
+    p = subprocess.run([ganymede_bin(), "--port", "0", "--config", str(cfg)], env=base_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "unknown field(s) memroy" in p.stderr, p.stderr

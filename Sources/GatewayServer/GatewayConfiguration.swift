@@ -83,6 +83,9 @@ public struct GatewayConfiguration: Sendable {
     /// under which local kernels get their limits. See `ResourcePolicy`, `LocalResourceLimits`.
     public var resourceProfiles: [String: ResourceRequest] = [:]
     public var allowCustomResources = true
+    /// `max_resources_per_user`: the most CPUs, memory and GPUs one user's kernels may hold
+    /// together (403 naming the limit beyond it).
+    public var maxResourcesPerUser: ResourceRequest?
     public var cgroupRoot = "/sys/fs/cgroup"
     /// HTTPS and WSS when set (EG_CERTFILE / EG_KEYFILE, and EG_CLIENT_CA for client
     /// certificates); see `TLSSettings.load`.

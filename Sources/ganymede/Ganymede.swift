@@ -228,6 +228,13 @@ struct Ganymede: AsyncParsableCommand {
         } catch {
             throw ValidationError("resource_profiles: \(error.description)")
         }
+        if let maximum = file["max_resources_per_user"] {
+            do {
+                c.maxResourcesPerUser = try ResourcePolicy.parseProfiles(["max_resources_per_user": maximum])["max_resources_per_user"]
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
         if let v = try settings.bool("allow_custom_resources", env: []) { c.allowCustomResources = v }
         if let root = settings.string("cgroup_root", env: []) { c.cgroupRoot = root }
         if let v = try metricsPublic.map(Settings.parseBool) ?? settings.bool("metrics_public", env: []) { c.metricsPublic = v }

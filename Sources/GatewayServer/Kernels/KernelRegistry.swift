@@ -81,6 +81,7 @@ public actor KernelRegistry {
         current.unauthorizedUsers = new.unauthorizedUsers
         current.kernelSpecDirectories = new.kernelSpecDirectories
         current.resourceProfiles = new.resourceProfiles
+        current.maxResourcesPerUser = new.maxResourcesPerUser
         current.allowCustomResources = new.allowCustomResources
         let names = specs.reload(configuration: new)
         logger.notice("configuration reloaded", metadata: [
@@ -185,10 +186,13 @@ public actor KernelRegistry {
         kernelLogger[metadataKey: "kernel_id"] = "\(id)"
         let provisioner = try self.provisioner(for: spec, logger: kernelLogger)
         let (launchSpec, resources) = try admitResources(id: id, clientEnv: clientEnv, spec: spec, env: &env,
-                                                         local: provisioner is LocalProvisioner)
+                                                         kind: try ProvisionerCatalog.kind(for: spec))
         var request = LaunchRequest(kernelID: id, spec: launchSpec, environment: env, runtimeDirectory: configuration.runtimeDirectory,
                                     workingDirectory: clientEnv?["KERNEL_WORKING_DIR"].flatMap { Self.existingDirectory($0) })
         request.launchTimeout = timeout
+        if let r = resources?.grant.request {
+            request.resources = LaunchResources(cpus: r.cpus, memoryBytes: r.memoryBytes, gpus: r.gpus, partition: r.partition)
+        }
         let kernel = ManagedKernel(id: id, spec: spec, username: username, provisioner: provisioner, request: request,
                                    configuration: configuration, metrics: metrics, logger: logger, resources: resources)
         pending.insert(id)
@@ -216,19 +220,32 @@ public actor KernelRegistry {
         return kernel
     }
 
-    /// Resolves the start's resource request, admits it against the host's capacity, assigns
-    /// GPUs (CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES) and wraps the argv of a local kernel
-    /// so its cgroup limits apply from its first instruction. Returns the spec to launch.
-    private func admitResources(id: String, clientEnv: [String: String]?, spec: KernelSpec,
-                                env: inout [String: String], local: Bool) throws(GatewayError) -> (KernelSpec, KernelResources?) {
+    /// Resolves the start's resource request and admits it where the kernel will run.
+    ///
+    /// - Local kernels: against this host's capacity (503 naming what is short), with GPUs
+    ///   assigned (CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES) and the argv wrapped so the
+    ///   kernel's cgroup limits apply from its first instruction.
+    /// - Slurm kernels: Slurm is the one that admits and places them; the grant becomes
+    ///   `--cpus-per-task`, `--mem`, `--gres=gpu:N` and the profile's partition.
+    /// - SSH kernels: the grant travels with the launch request (the remote host's capacity is
+    ///   not known to this gateway), and is enforced there by rlimits and CPU affinity.
+    private func admitResources(id: String, clientEnv: [String: String]?, spec: KernelSpec, env: inout [String: String],
+                                kind: ProvisionerCatalog.Kind) throws(GatewayError) -> (KernelSpec, KernelResources?) {
         let policy = ResourcePolicy(profiles: current.resourceProfiles, allowCustom: current.allowCustomResources)
         let wanted = try policy.request(env: clientEnv, spec: spec)
-        if !ledger.capacity.gpus.isEmpty {
+        if kind == .local, !ledger.capacity.gpus.isEmpty {
             // Exclusive assignment: a kernel sees only the devices it was given (none unless asked).
             env["CUDA_VISIBLE_DEVICES"] = ""
             env["NVIDIA_VISIBLE_DEVICES"] = "none"
         }
         guard !wanted.isEmpty else { return (spec, nil) }
+        let username = env["KERNEL_USERNAME"] ?? configuration.gatewayUsername
+        try checkUserMaximum(username, adding: wanted)
+        guard kind == .local else {
+            logger.info("resources requested from the backend", metadata: ["kernel_id": "\(id)", "resources": "\(wanted.summary)",
+                                                                           "backend": "\(kind.rawValue)"])
+            return (spec, KernelResources(grant: .init(request: wanted, gpuIndices: []), ledger: nil, limits: nil, username: username))
+        }
         let grant = try ledger.reserve(kernelID: id, wanted)
         if !grant.gpuIndices.isEmpty {
             let devices = grant.gpuIndices.map(String.init).joined(separator: ",")
@@ -236,15 +253,37 @@ public actor KernelRegistry {
             env["NVIDIA_VISIBLE_DEVICES"] = devices
         }
         var launchSpec = spec
-        var limits: LocalResourceLimits?
-        if local {
-            limits = LocalResourceLimits.prepare(kernelID: id, cpus: wanted.cpus, memoryBytes: wanted.memoryBytes,
+        let limits = LocalResourceLimits.prepare(kernelID: id, cpus: wanted.cpus, memoryBytes: wanted.memoryBytes,
                                                  root: configuration.cgroupRoot)
-            if let limits { launchSpec.file.argv = limits.wrap(spec.file.argv) }
-        }
+        if let limits { launchSpec.file.argv = limits.wrap(spec.file.argv) }
         logger.info("resources granted", metadata: ["kernel_id": "\(id)", "resources": "\(wanted.summary)",
                                                     "gpus": "\(grant.gpuIndices)", "mechanism": "\(limits?.mechanism.rawValue ?? "none")"])
-        return (launchSpec, KernelResources(grant: grant, ledger: ledger, limits: limits))
+        return (launchSpec, KernelResources(grant: grant, ledger: ledger, limits: limits, username: username))
+    }
+
+    /// `max_resources_per_user`: what one user's kernels may hold together, on every backend.
+    private func checkUserMaximum(_ username: String, adding wanted: ResourceRequest) throws(GatewayError) {
+        guard let maximum = current.maxResourcesPerUser else { return }
+        var held = ResourceRequest(cpus: 0, memoryBytes: 0, gpus: 0)
+        for kernel in kernels.values where kernel.username == username {
+            guard let r = kernel.resources?.grant.request else { continue }
+            held.cpus! += r.cpus ?? 0
+            held.memoryBytes! += r.memoryBytes ?? 0
+            held.gpus! += r.gpus ?? 0
+        }
+        func refuse(_ what: String, _ limit: String, _ inUse: String, _ asked: String) -> GatewayError {
+            GatewayError(.forbidden, "A max resources per user limit has been set to \(limit) of \(what) and user '\(username)' "
+                         + "holds \(inUse) in running kernels; this kernel asks for \(asked) more.")
+        }
+        if let max = maximum.cpus, let c = wanted.cpus, held.cpus! + c > max + 1e-9 {
+            throw refuse("CPUs", Quantity.format(max), Quantity.format(held.cpus!), Quantity.format(c))
+        }
+        if let max = maximum.memoryBytes, let m = wanted.memoryBytes, held.memoryBytes! + m > max {
+            throw refuse("memory", Quantity.formatBytes(max), Quantity.formatBytes(held.memoryBytes!), Quantity.formatBytes(m))
+        }
+        if let max = maximum.gpus, let g = wanted.gpus, g > 0, held.gpus! + g > max {
+            throw refuse("GPUs", "\(max)", "\(held.gpus!)", "\(g)")
+        }
     }
 
     /// Picks the backend from `metadata.process_proxy.class_name` (EG) or

@@ -278,7 +278,7 @@ public actor ManagedKernel {
 
     private func releaseResources() {
         guard let resources else { return }
-        resources.ledger.release(kernelID: id)
+        resources.ledger?.release(kernelID: id)
         resources.limits?.remove()
     }
 
@@ -428,10 +428,13 @@ public actor ManagedKernel {
     }
 }
 
-/// A kernel's granted resources, the ledger to give them back to, and the local limits that
-/// enforce them (nil for backends that enforce on their own side).
+/// A kernel's granted resources, the ledger to give them back to (nil where the backend admits,
+/// as Slurm does), and the local limits that enforce them (nil for backends that enforce on
+/// their own side).
 public struct KernelResources: Sendable {
     public let grant: ResourceLedger.Grant
-    public let ledger: ResourceLedger
+    public let ledger: ResourceLedger?
     public let limits: LocalResourceLimits?
+    /// Whose per-user maximum it counts toward.
+    public let username: String
 }

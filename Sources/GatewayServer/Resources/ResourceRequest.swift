@@ -6,16 +6,19 @@ public struct ResourceRequest: Sendable, Equatable, Codable {
     public var cpus: Double?
     public var memoryBytes: Int64?
     public var gpus: Int?
+    /// The Slurm partition a profile sends its kernels to (`slurm_partition` in the profile).
+    public var partition: String?
 
-    public init(cpus: Double? = nil, memoryBytes: Int64? = nil, gpus: Int? = nil) {
+    public init(cpus: Double? = nil, memoryBytes: Int64? = nil, gpus: Int? = nil, partition: String? = nil) {
         self.cpus = cpus
         self.memoryBytes = memoryBytes
         self.gpus = gpus
+        self.partition = partition
     }
 
-    public var isEmpty: Bool { cpus == nil && memoryBytes == nil && (gpus ?? 0) == 0 }
+    public var isEmpty: Bool { cpus == nil && memoryBytes == nil && (gpus ?? 0) == 0 && partition == nil }
 
-    enum CodingKeys: String, CodingKey { case cpus, memoryBytes = "memory_bytes", gpus }
+    enum CodingKeys: String, CodingKey { case cpus, memoryBytes = "memory_bytes", gpus, partition = "slurm_partition" }
 
     /// "1.5 CPUs, 2 GiB, 1 GPU".
     public var summary: String {
@@ -72,8 +75,13 @@ public enum Quantity {
         return Int(v)
     }
 
+    /// At most two decimals, without trailing zeros: 2, 0.5, 1.25.
     static func format(_ v: Double) -> String {
-        v == v.rounded() ? String(Int(v)) : String(format: "%.2f", v)
+        guard v != v.rounded() else { return String(Int(v)) }
+        var s = String(format: "%.2f", v)
+        while s.hasSuffix("0") { s.removeLast() }
+        if s.hasSuffix(".") { s.removeLast() }
+        return s
     }
 
     public static func formatBytes(_ b: Int64) -> String {
@@ -114,6 +122,17 @@ public struct ResourcePolicy: Sendable {
             if let v = fields["cpus"] { r.cpus = try Quantity.cpus("\(v)") }
             if let v = fields["memory"] { r.memoryBytes = try Quantity.bytes("\(v)") }
             if let v = fields["gpus"] { r.gpus = try Quantity.count("\(v)") }
+            if let v = fields["slurm_partition"] {
+                let partition = "\(v)"
+                guard !partition.isEmpty, partition.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." }) else {
+                    throw Quantity.Invalid(description: "resource profile '\(name)': slurm_partition '\(partition.prefix(64))' is not a partition name")
+                }
+                r.partition = partition
+            }
+            let unknown = Set(fields.keys).subtracting(["cpus", "memory", "gpus", "slurm_partition"])
+            guard unknown.isEmpty else {
+                throw Quantity.Invalid(description: "resource profile '\(name)' has unknown field(s) \(unknown.sorted().joined(separator: ", ")) (known: cpus, memory, gpus, slurm_partition)")
+            }
             out[name] = r
         }
         return out

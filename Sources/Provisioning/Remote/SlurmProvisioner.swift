@@ -55,10 +55,24 @@ public actor SlurmProvisioner: KernelProvisioner {
         let env = request.environment
         var args = [c.sbatch, "--parsable", "--export=NONE", "--job-name=ganymede-\(request.kernelID)",
                     "--output=\(logFile)", "--open-mode=append"]
-        if let p = env["KERNEL_SLURM_PARTITION"] ?? config?["partition"]?.stringValue ?? c.slurmPartition { args.append("--partition=\(p)") }
+        if let p = env["KERNEL_SLURM_PARTITION"] ?? request.resources?.partition ?? config?["partition"]?.stringValue ?? c.slurmPartition {
+            args.append("--partition=\(p)")
+        }
+        args += Self.resourceArguments(request.resources)
         if let a = env["KERNEL_SLURM_ACCOUNT"] ?? config?["account"]?.stringValue ?? c.slurmAccount { args.append("--account=\(a)") }
         if let t = env["KERNEL_SLURM_TIME_LIMIT"] ?? config?["time_limit"]?.stringValue ?? c.slurmTimeLimit { args.append("--time=\(t)") }
         if case .array(let extra)? = config?["sbatch_args"] { args += extra.compactMap(\.stringValue) }
+        return args
+    }
+
+    /// A granted profile as Slurm requests: whole CPUs per task (rounded up: Slurm allocates
+    /// cores), memory per node in MiB (rounded up), GPUs as a generic resource.
+    static func resourceArguments(_ r: LaunchResources?) -> [String] {
+        guard let r else { return [] }
+        var args: [String] = []
+        if let cpus = r.cpus { args.append("--cpus-per-task=\(max(1, Int(cpus.rounded(.up))))") }
+        if let bytes = r.memoryBytes { args.append("--mem=\(max(1, (bytes + (1 << 20) - 1) >> 20))M") }
+        if let gpus = r.gpus, gpus > 0 { args.append("--gres=gpu:\(gpus)") }
         return args
     }
 
