@@ -86,6 +86,11 @@ public struct GatewayConfiguration: Sendable {
     /// `max_resources_per_user`: the most CPUs, memory and GPUs one user's kernels may hold
     /// together (403 naming the limit beyond it).
     public var maxResourcesPerUser: ResourceRequest?
+    /// `queue_resource_requests`: a start that does not fit waits (up to its launch timeout) for
+    /// resources to be released instead of being refused at once.
+    public var queueResourceRequests = false
+    /// `gpu_sharing`: kernels that may be given the same GPU (1: exclusive devices).
+    public var gpuSharing = 1
     public var cgroupRoot = "/sys/fs/cgroup"
     /// HTTPS and WSS when set (EG_CERTFILE / EG_KEYFILE, and EG_CLIENT_CA for client
     /// certificates); see `TLSSettings.load`.

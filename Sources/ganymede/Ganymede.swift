@@ -236,6 +236,11 @@ struct Ganymede: AsyncParsableCommand {
             }
         }
         if let v = try settings.bool("allow_custom_resources", env: []) { c.allowCustomResources = v }
+        if let v = try settings.bool("queue_resource_requests", env: []) { c.queueResourceRequests = v }
+        if let n = try settings.int("gpu_sharing", env: []) {
+            guard n >= 1 else { throw ValidationError("gpu_sharing must be at least 1 (1 = exclusive devices)") }
+            c.gpuSharing = n
+        }
         if let root = settings.string("cgroup_root", env: []) { c.cgroupRoot = root }
         if let v = try metricsPublic.map(Settings.parseBool) ?? settings.bool("metrics_public", env: []) { c.metricsPublic = v }
         if let v = try autoRestart.map(Settings.parseBool) ?? settings.bool("auto_restart", env: []) { c.autoRestart = v }

@@ -37,7 +37,8 @@ public actor KernelRegistry {
         self.current = configuration
         self.specs = specs
         self.metrics = metrics
-        self.ledger = ResourceLedger(capacity: ResourceLedger.discover(environment: environment, logger: logger))
+        self.ledger = ResourceLedger(capacity: ResourceLedger.discover(environment: environment, logger: logger),
+                                     gpuSharing: configuration.gpuSharing)
         if configuration.sessionPersistence {
             let root = configuration.persistenceRoot ?? (configuration.runtimeDirectory + "/sessions")
             sessions = KernelSessionStore(directory: root, logger: logger)
@@ -82,6 +83,7 @@ public actor KernelRegistry {
         current.kernelSpecDirectories = new.kernelSpecDirectories
         current.resourceProfiles = new.resourceProfiles
         current.maxResourcesPerUser = new.maxResourcesPerUser
+        current.queueResourceRequests = new.queueResourceRequests
         current.allowCustomResources = new.allowCustomResources
         let names = specs.reload(configuration: new)
         logger.notice("configuration reloaded", metadata: [
@@ -170,14 +172,7 @@ public actor KernelRegistry {
         // Kernels being started are already in `kernels` (registered before the first await
         // below), so concurrent POSTs cannot race past the limits (EG#855, KG#341).
         // EG's texts (`RemoteMappingKernelManager._enforce_kernel_limits`), reason "Forbidden".
-        if let max = current.maxKernels, kernels.count >= max {
-            let n = kernels.count
-            throw GatewayError(.forbidden, "A max kernels limit has been set to \(max) and there are currently \(n) active and pending \(n == 1 ? "kernel" : "kernels").")
-        }
-        let userCount = kernels.values.filter { $0.username == username }.count
-        if let max = current.maxKernelsPerUser, userCount >= max {
-            throw GatewayError(.forbidden, "A max kernels per user limit has been set to \(max) and user '\(username)' currently has \(userCount) active and pending \(userCount == 1 ? "kernel" : "kernels").")
-        }
+        try checkKernelLimits(username)
         try KernelAuthorization.checkStart(user: username, spec: spec, configuration: current)
         var env = KernelEnvironment.build(clientEnv: clientEnv, gatewayEnv: gatewayEnvironment, configuration: configuration,
                                           spec: spec, kernelID: id, username: username)
@@ -185,8 +180,9 @@ public actor KernelRegistry {
         var kernelLogger = logger
         kernelLogger[metadataKey: "kernel_id"] = "\(id)"
         let provisioner = try self.provisioner(for: spec, logger: kernelLogger)
-        let (launchSpec, resources) = try admitResources(id: id, clientEnv: clientEnv, spec: spec, env: &env,
-                                                         kind: try ProvisionerCatalog.kind(for: spec))
+        let (launchSpec, resources) = try await admitResourcesQueued(id: id, clientEnv: clientEnv, spec: spec, env: &env,
+                                                                     kind: try ProvisionerCatalog.kind(for: spec),
+                                                                     username: username, timeout: timeout)
         var request = LaunchRequest(kernelID: id, spec: launchSpec, environment: env, runtimeDirectory: configuration.runtimeDirectory,
                                     workingDirectory: clientEnv?["KERNEL_WORKING_DIR"].flatMap { Self.existingDirectory($0) })
         request.launchTimeout = timeout
@@ -218,6 +214,57 @@ public actor KernelRegistry {
         }
         kernelLogger.info("kernel started")
         return kernel
+    }
+
+    /// EG's limits (`RemoteMappingKernelManager._enforce_kernel_limits`), with its texts and reason
+    /// "Forbidden". Kernels being started count (they are registered before their first await).
+    private func checkKernelLimits(_ username: String) throws(GatewayError) {
+        if let max = current.maxKernels, kernels.count >= max {
+            let n = kernels.count
+            throw GatewayError(.forbidden, "A max kernels limit has been set to \(max) and there are currently \(n) active and pending \(n == 1 ? "kernel" : "kernels").")
+        }
+        let userCount = kernels.values.filter { $0.username == username }.count
+        if let max = current.maxKernelsPerUser, userCount >= max {
+            throw GatewayError(.forbidden, "A max kernels per user limit has been set to \(max) and user '\(username)' currently has \(userCount) active and pending \(userCount == 1 ? "kernel" : "kernels").")
+        }
+    }
+
+    /// Starts waiting for capacity (`queue_resource_requests`), for `GET /api/resources`.
+    public private(set) var queuedStarts = 0
+
+    /// `admitResources`, and with `queue_resource_requests` a start that does not fit waits for a
+    /// kernel to release its resources, up to its launch timeout, instead of failing at once.
+    /// Every wake re-checks the kernel limits, which other starts may have used meanwhile.
+    private func admitResourcesQueued(id: String, clientEnv: [String: String]?, spec: KernelSpec, env: inout [String: String],
+                                      kind: ProvisionerCatalog.Kind, username: String,
+                                      timeout: Duration) async throws(GatewayError) -> (KernelSpec, KernelResources?) {
+        let began = ContinuousClock.now
+        let deadline = began + timeout
+        while true {
+            let generation = ledger.releaseGeneration
+            let outcome: Result<(KernelSpec, KernelResources?), GatewayError>
+            do {
+                outcome = .success(try admitResources(id: id, clientEnv: clientEnv, spec: spec, env: &env, kind: kind))
+            } catch {
+                outcome = .failure(error)
+            }
+            switch outcome {
+            case .success(let admitted):
+                return admitted
+            case .failure(let error):
+                guard error.reason == "Insufficient resources", current.queueResourceRequests else { throw error }
+                guard ContinuousClock.now < deadline else {
+                    throw GatewayError(.serviceUnavailable, reason: error.reason,
+                                       error.message + " Waited \(Int((ContinuousClock.now - began).seconds)) s in the queue (the launch timeout).")
+                }
+                logger.info("start queued for resources", metadata: ["kernel_id": "\(id)", "reason": "\(error.message)"])
+                queuedStarts += 1
+                await ledger.waitForRelease(after: generation, until: deadline)
+                queuedStarts -= 1
+                guard !shuttingDown else { throw GatewayError(.serviceUnavailable, "The gateway is shutting down") }
+                try checkKernelLimits(username)
+            }
+        }
     }
 
     /// Resolves the start's resource request and admits it where the kernel will run.

@@ -32,10 +32,17 @@ public final class ResourceLedger: Sendable {
     }
 
     public let capacity: Capacity
+    /// How many kernels may hold one GPU at once (`gpu_sharing`; 1 = exclusive).
+    public let gpuSharing: Int
     private let state = Mutex<[String: Grant]>([:])
+    /// Starts waiting for a release (queued admission), and a count of releases so that one
+    /// happening between a refused admission and the wait is not missed.
+    private let releases = Mutex<(generation: Int, nextToken: Int, waiters: [Int: CheckedContinuation<Void, Never>],
+                                  expired: Set<Int>)>((0, 0, [:], []))
 
-    public init(capacity: Capacity) {
+    public init(capacity: Capacity, gpuSharing: Int = 1) {
         self.capacity = capacity
+        self.gpuSharing = max(1, gpuSharing)
     }
 
     /// The host as it is: online CPUs, physical memory, and GPUs from `nvidia-smi` when it is
@@ -94,7 +101,7 @@ public final class ResourceLedger: Sendable {
     public func reserve(kernelID: String, _ request: ResourceRequest) throws(GatewayError) -> Grant {
         let result: Result<Grant, GatewayError> = state.withLock { grants in
             do throws(GatewayError) {
-                let grant = try Self.admit(request, grants: grants, capacity: capacity)
+                let grant = try Self.admit(request, grants: grants, capacity: capacity, gpuSharing: gpuSharing)
                 grants[kernelID] = grant
                 return .success(grant)
             } catch {
@@ -104,7 +111,8 @@ public final class ResourceLedger: Sendable {
         return try result.get()
     }
 
-    static func admit(_ request: ResourceRequest, grants: [String: Grant], capacity: Capacity) throws(GatewayError) -> Grant {
+    static func admit(_ request: ResourceRequest, grants: [String: Grant], capacity: Capacity,
+                      gpuSharing: Int = 1) throws(GatewayError) -> Grant {
         let used = Self.used(grants)
         if let cpus = request.cpus, (used.cpus ?? 0) + cpus > capacity.cpus + 1e-9 {
             throw Self.short("CPUs", asked: Quantity.format(cpus), free: Quantity.format(capacity.cpus - (used.cpus ?? 0)),
@@ -117,10 +125,14 @@ public final class ResourceLedger: Sendable {
         }
         var devices: [Int] = []
         if let n = request.gpus, n > 0 {
-            let taken = Set(grants.values.flatMap(\.gpuIndices))
-            let free = capacity.gpus.map(\.index).filter { !taken.contains($0) }
+            // Distinct devices for one kernel; with sharing, the least used ones first.
+            var uses: [Int: Int] = [:]
+            for index in grants.values.flatMap(\.gpuIndices) { uses[index, default: 0] += 1 }
+            let free = capacity.gpus.map(\.index).filter { (uses[$0] ?? 0) < gpuSharing }
+                .sorted { (uses[$0] ?? 0, $0) < (uses[$1] ?? 0, $1) }
             guard free.count >= n else {
-                throw Self.short("GPUs", asked: "\(n)", free: "\(free.count)", total: "\(capacity.gpus.count)")
+                let what = gpuSharing > 1 ? "GPUs (each shared by up to \(gpuSharing) kernels)" : "GPUs"
+                throw Self.short(what, asked: "\(n)", free: "\(free.count)", total: "\(capacity.gpus.count)")
             }
             devices = Array(free.prefix(n))
         }
@@ -128,7 +140,51 @@ public final class ResourceLedger: Sendable {
     }
 
     public func release(kernelID: String) {
-        _ = state.withLock { $0.removeValue(forKey: kernelID) }
+        guard state.withLock({ $0.removeValue(forKey: kernelID) }) != nil else { return }
+        let woken = releases.withLock { r in
+            r.generation += 1
+            defer { r.waiters.removeAll() }
+            return Array(r.waiters.values)
+        }
+        for waiter in woken { waiter.resume() }
+    }
+
+    /// Releases so far; pass it to `waitForRelease` to catch one that happens in between.
+    public var releaseGeneration: Int { releases.withLock { $0.generation } }
+
+    /// Returns when a grant is released after `generation`, or at `deadline`.
+    public func waitForRelease(after generation: Int, until deadline: ContinuousClock.Instant) async {
+        let token: Int? = releases.withLock { r in
+            guard r.generation == generation else { return nil }
+            r.nextToken += 1
+            return r.nextToken
+        }
+        guard let token else { return }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    let resumeNow = self.releases.withLock { r -> Bool in
+                        // Released meanwhile, or the deadline passed before this registered.
+                        guard r.generation == generation, r.expired.remove(token) == nil else { return true }
+                        r.waiters[token] = c
+                        return false
+                    }
+                    if resumeNow { c.resume() }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(until: deadline)
+                let waiter = self.releases.withLock { r -> CheckedContinuation<Void, Never>? in
+                    if let w = r.waiters.removeValue(forKey: token) { return w }
+                    r.expired.insert(token)
+                    return nil
+                }
+                waiter?.resume()
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        _ = releases.withLock { $0.expired.remove(token) }
     }
 
     static func short(_ what: String, asked: String, free: String, total: String) -> GatewayError {

@@ -12,7 +12,9 @@ struct ResourceRoutes {
             var profiles: [String: ResourceRequest]
             var allowCustom: Bool
             var hosts: [String: Host]
-            enum CodingKeys: String, CodingKey { case profiles, allowCustom = "allow_custom", hosts }
+            var queued: Int
+            var gpuSharing: Int
+            enum CodingKeys: String, CodingKey { case profiles, allowCustom = "allow_custom", hosts, queued, gpuSharing = "gpu_sharing" }
         }
         struct Host: Encodable {
             var capacity: ResourceLedger.Capacity
@@ -24,6 +26,7 @@ struct ResourceRoutes {
         let ledger = registry.ledger
         let local = Host(capacity: ledger.capacity, inUse: ledger.inUse, kernels: ledger.allGrants)
         return try HTTPHelpers.json(encodable: Body(profiles: configuration.resourceProfiles,
-                                                    allowCustom: configuration.allowCustomResources, hosts: ["localhost": local]))
+                                                    allowCustom: configuration.allowCustomResources, hosts: ["localhost": local],
+                                                    queued: await registry.queuedStarts, gpuSharing: ledger.gpuSharing))
     }
 }
