@@ -14,6 +14,8 @@ set -euo pipefail
 
 DIR="${GANYMEDE_REMOTE_ENV_DIR:-/tmp/ganymede-remote-env}"
 SSH_HOST="${GANYMEDE_REMOTE_SSH_HOST:-127.0.0.2}"
+# The same sshd also answers on a second address, so placement across two "hosts" can be tested.
+SSH_HOST2="${GANYMEDE_REMOTE_SSH_HOST2:-127.0.0.3}"
 log() { printf '[remote-env] %s\n' "$*" >&2; }
 # munged runs as the munge user and must reach its files: they cannot live under a 0700
 # directory such as pytest's tmp dirs, so they get their own directory, named after $DIR.
@@ -52,6 +54,7 @@ start_ssh() {
     local port; port="$(free_port "$SSH_HOST")"
     cat > "$D/sshd_config" <<CONF
 ListenAddress $SSH_HOST:$port
+ListenAddress $SSH_HOST2:$port
 HostKey $D/host_ed25519
 PidFile $D/sshd.pid
 PasswordAuthentication no
@@ -70,8 +73,10 @@ CONF
     for _ in $(seq 100); do running "$D/sshd.pid" && break; sleep 0.05; done
     # Host key pinned for clients: no "yes" to unknown hosts.
     printf '[%s]:%s %s\n' "$SSH_HOST" "$port" "$(cut -d' ' -f1,2 "$D/host_ed25519.pub")" > "$D/known_hosts"
+    printf '[%s]:%s %s\n' "$SSH_HOST2" "$port" "$(cut -d' ' -f1,2 "$D/host_ed25519.pub")" >> "$D/known_hosts"
     cat > "$DIR/ssh.env" <<ENV
 REMOTE_SSH_HOST=$SSH_HOST
+REMOTE_SSH_HOST2=$SSH_HOST2
 REMOTE_SSH_PORT=$port
 REMOTE_SSH_KEY=$D/client_ed25519
 REMOTE_SSH_BADKEY=$D/wrong_ed25519

@@ -428,3 +428,77 @@ def test_gateway_restart_reattaches_ssh_kernel(tmp_path_factory, extra_gateways,
         assert not (root / f"{kid}.json").exists()
     finally:
         assert_no_launcher_left(kid)
+
+
+def test_placement_by_free_capacity_and_limits_on_the_host(tmp_path_factory, extra_gateways, ssh_env):
+    """Resource profiles on SSH hosts: each kernel goes to the host with the most free capacity,
+    a kernel that fits nowhere is refused naming each host's shortfall, a release makes room, and
+    the limits are applied on the host (the kernel's own cgroup there, as root)."""
+    h1, h2 = ssh_env.vars["REMOTE_SSH_HOST"], ssh_env.vars["REMOTE_SSH_HOST2"]
+    cfg = tmp_path_factory.mktemp("placement") / "ganymede.yaml"
+    cfg.write_text(f"resource_profiles:\n  small: {{cpus: 1, memory: 256Mi}}\n"
+                   f"remote_host_resources:\n  '{h1}': {{cpus: 1, memory: 2Gi}}\n  '{h2}': {{cpus: 2, memory: 2Gi}}\n")
+    logdir = tmp_path_factory.mktemp("placement-logs")
+    g = start_gateway(tmp_path_factory.mktemp("placement-gw"), "placement", ssh_env.ssh_gateway_env(logdir, EG_REMOTE_HOSTS=f"{h1},{h2}"),
+                      [REMOTE_SPECS], ["--config", str(cfg)])
+    extra_gateways.append(g)
+    t = KernelTracker(g)
+    try:
+        placed = []
+        for _ in range(3):
+            m = t.create("python_distributed", env={"KERNEL_RESOURCE_PROFILE": "small"})
+            placed.append(m["provisioner"]["host"])
+        # h2 (2 free CPUs) first; then a tie on CPUs, broken by free memory (h1 has all its 2 GiB); then h2.
+        assert placed == [h2, h1, h2], placed
+        hosts = g.get("api/resources").json()["hosts"]
+        assert hosts[h1]["in_use"]["cpus"] == 1 and hosts[h2]["in_use"]["cpus"] == 2, hosts
+        full = g.post("api/kernels", json={"name": "python_distributed", "env": {"KERNEL_RESOURCE_PROFILE": "small"}}, timeout=60)
+        body = assert_json_error(full, [503])
+        assert "No SSH host has room" in body["message"] and h1 in body["message"] and h2 in body["message"], body
+
+        kid = t.ids[0]
+        with KernelWS(g, kid) as ws:
+            res = execute_ok(ws, "print(open('/proc/self/cgroup').read())")
+            assert f"ganymede/{kid}" in res.stdout, res.stdout
+            quota = execute_ok(ws, f"print(open('/sys/fs/cgroup/cpu/ganymede/{kid}/cpu.cfs_quota_us').read())")
+            assert quota.stdout.strip() == "100000"
+            limit = execute_ok(ws, f"print(open('/sys/fs/cgroup/memory/ganymede/{kid}/memory.limit_in_bytes').read())")
+            assert int(limit.stdout) == 256 << 20
+        before = set(p for p in launcher_pids(kid) if os.path.basename(cmdline(p).split()[0]) != "ssh")
+        with KernelWS(g, kid) as ws:
+            ws.send_execute("x = bytearray(1024 ** 3); x[::4096] = b'1' * len(x[::4096])")
+            # Killed by its memory limit on the host: the launcher is gone and a new one takes over.
+            wait_until(lambda: not set(launcher_pids(kid)) & before, 60, what="the over-limit kernel to be killed")
+
+        assert g.delete(f"api/kernels/{t.ids[1]}", timeout=60).status_code == 204
+        t.ids.remove(t.ids[1])
+        m = t.create("python_distributed", env={"KERNEL_RESOURCE_PROFILE": "small"})
+        assert m["provisioner"]["host"] == h1  # the room the deleted kernel left
+    finally:
+        ids = list(t.ids)
+        t.cleanup()
+        for kid in ids:
+            assert_no_launcher_left(kid)
+            wait_until(lambda: not os.path.exists(f"/sys/fs/cgroup/memory/ganymede/{kid}"), 15,
+                       what="the kernel's cgroup on the host to be removed")
+
+
+def test_free_capacity_balancing_without_profiles(tmp_path_factory, extra_gateways, ssh_env):
+    h1, h2 = ssh_env.vars["REMOTE_SSH_HOST"], ssh_env.vars["REMOTE_SSH_HOST2"]
+    logdir = tmp_path_factory.mktemp("freecap-logs")
+    g = start_gateway(tmp_path_factory.mktemp("freecap-gw"), "freecap",
+                      ssh_env.ssh_gateway_env(logdir, EG_REMOTE_HOSTS=f"{h1},{h2}", EG_LOAD_BALANCING_ALGORITHM="free-capacity"),
+                      [REMOTE_SPECS])
+    extra_gateways.append(g)
+    t = KernelTracker(g)
+    try:
+        m = t.create("python_distributed")
+        assert m["provisioner"]["host"] in (h1, h2)
+        # Neither host's capacity was configured: both were asked over SSH.
+        hosts = g.get("api/resources").json()["hosts"]
+        assert hosts[h1]["capacity"]["cpus"] == os.cpu_count() and hosts[h2]["capacity"]["cpus"] == os.cpu_count(), hosts
+    finally:
+        ids = list(t.ids)
+        t.cleanup()
+        for kid in ids:
+            assert_no_launcher_left(kid)

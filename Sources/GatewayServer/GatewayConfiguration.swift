@@ -91,6 +91,9 @@ public struct GatewayConfiguration: Sendable {
     public var queueResourceRequests = false
     /// `gpu_sharing`: kernels that may be given the same GPU (1: exclusive devices).
     public var gpuSharing = 1
+    /// `remote_host_resources`: SSH hosts' capacities, for placement by free capacity (hosts not
+    /// listed are asked over SSH).
+    public var remoteHostResources: [String: ResourceLedger.Capacity] = [:]
     public var cgroupRoot = "/sys/fs/cgroup"
     /// HTTPS and WSS when set (EG_CERTFILE / EG_KEYFILE, and EG_CLIENT_CA for client
     /// certificates); see `TLSSettings.load`.

@@ -237,6 +237,20 @@ struct Ganymede: AsyncParsableCommand {
         }
         if let v = try settings.bool("allow_custom_resources", env: []) { c.allowCustomResources = v }
         if let v = try settings.bool("queue_resource_requests", env: []) { c.queueResourceRequests = v }
+        if let hosts = file["remote_host_resources"] {
+            do {
+                for (host, r) in try ResourcePolicy.parseProfiles(hosts) {
+                    guard let cpus = r.cpus, let memory = r.memoryBytes else {
+                        throw ValidationError("remote_host_resources: host '\(host)' needs cpus and memory")
+                    }
+                    c.remoteHostResources[host] = .init(cpus: cpus, memoryBytes: memory, gpus: (0..<(r.gpus ?? 0)).map {
+                        GPUDevice(index: $0, uuid: "configured-\(host)-\($0)", name: "GPU \($0) (configured)")
+                    })
+                }
+            } catch let error as Quantity.Invalid {
+                throw ValidationError("remote_host_resources: \(error.description)")
+            }
+        }
         if let n = try settings.int("gpu_sharing", env: []) {
             guard n >= 1 else { throw ValidationError("gpu_sharing must be at least 1 (1 = exclusive devices)") }
             c.gpuSharing = n

@@ -18,7 +18,7 @@ extension Settings {
         r.sshConnectTimeout = try int("ssh_connect_timeout", env: []) ?? r.sshConnectTimeout
         if let lb = string("load_balancing_algorithm", env: ["EG_LOAD_BALANCING_ALGORITHM"]) {
             guard let v = RemoteConfiguration.LoadBalancing(rawValue: lb) else {
-                throw ValidationError("EG_LOAD_BALANCING_ALGORITHM must be round-robin or least-connection, got '\(lb)'")
+                throw ValidationError("EG_LOAD_BALANCING_ALGORITHM must be one of \(RemoteConfiguration.LoadBalancing.allCases.map(\.rawValue).joined(separator: ", ")), got '\(lb)'")
             }
             r.loadBalancing = v
         }

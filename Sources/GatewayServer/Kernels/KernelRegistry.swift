@@ -12,6 +12,8 @@ public actor KernelRegistry {
     public nonisolated let metrics: GatewayMetrics
     /// The gateway host's capacity and the local kernels' grants.
     public nonisolated let ledger: ResourceLedger
+    /// Capacity and grants of SSH hosts, for placement by free capacity.
+    nonisolated let hostLedgers: HostLedgers
     private nonisolated let readinessCache = CachedValue<[BackendCheck]>()
     private var kernels: [String: ManagedKernel] = [:]
     /// Ids being started: counted so a duplicate KERNEL_ID cannot race in.
@@ -39,6 +41,7 @@ public actor KernelRegistry {
         self.metrics = metrics
         self.ledger = ResourceLedger(capacity: ResourceLedger.discover(environment: environment, logger: logger),
                                      gpuSharing: configuration.gpuSharing)
+        self.hostLedgers = HostLedgers(configured: configuration.remoteHostResources, gpuSharing: configuration.gpuSharing)
         if configuration.sessionPersistence {
             let root = configuration.persistenceRoot ?? (configuration.runtimeDirectory + "/sessions")
             sessions = KernelSessionStore(directory: root, logger: logger)
@@ -240,11 +243,13 @@ public actor KernelRegistry {
                                       timeout: Duration) async throws(GatewayError) -> (KernelSpec, KernelResources?) {
         let began = ContinuousClock.now
         let deadline = began + timeout
+        let placement = try await sshPlacementHosts(clientEnv: clientEnv, spec: spec, kind: kind)
         while true {
-            let generation = ledger.releaseGeneration
+            let generation = placement.isEmpty ? ledger.releaseGeneration : hostLedgers.releaseGeneration(placement)
             let outcome: Result<(KernelSpec, KernelResources?), GatewayError>
             do {
-                outcome = .success(try admitResources(id: id, clientEnv: clientEnv, spec: spec, env: &env, kind: kind))
+                outcome = .success(try admitResources(id: id, clientEnv: clientEnv, spec: spec, env: &env, kind: kind,
+                                                      placement: placement))
             } catch {
                 outcome = .failure(error)
             }
@@ -259,7 +264,11 @@ public actor KernelRegistry {
                 }
                 logger.info("start queued for resources", metadata: ["kernel_id": "\(id)", "reason": "\(error.message)"])
                 queuedStarts += 1
-                await ledger.waitForRelease(after: generation, until: deadline)
+                if placement.isEmpty {
+                    await ledger.waitForRelease(after: generation, until: deadline)
+                } else {
+                    await hostLedgers.waitForRelease(placement, after: generation, until: deadline)
+                }
                 queuedStarts -= 1
                 guard !shuttingDown else { throw GatewayError(.serviceUnavailable, "The gateway is shutting down") }
                 try checkKernelLimits(username)
@@ -276,8 +285,29 @@ public actor KernelRegistry {
     ///   `--cpus-per-task`, `--mem`, `--gres=gpu:N` and the profile's partition.
     /// - SSH kernels: the grant travels with the launch request (the remote host's capacity is
     ///   not known to this gateway), and is enforced there by rlimits and CPU affinity.
+    /// SSH hosts the gateway places a kernel on itself (by free capacity): when the kernel asks for
+    /// resources, or when `EG_LOAD_BALANCING_ALGORITHM=free-capacity`. Empty otherwise (the SSH
+    /// provisioner picks with EG's algorithms). Hosts' capacities are found here if not yet known.
+    private func sshPlacementHosts(clientEnv: [String: String]?, spec: KernelSpec,
+                                   kind: ProvisionerCatalog.Kind) async throws(GatewayError) -> [String] {
+        guard kind == .ssh else { return [] }
+        let policy = ResourcePolicy(profiles: current.resourceProfiles, allowCustom: current.allowCustomResources)
+        let wanted = try policy.request(env: clientEnv, spec: spec)
+        guard !wanted.isEmpty || remote.configuration.loadBalancing == .freeCapacity else { return [] }
+        var hosts = SSHProvisioner.hosts(spec.processProxy?["config"]?["remote_hosts"])
+        if hosts.isEmpty { hosts = remote.configuration.remoteHosts }
+        if let asked = clientEnv?["KERNEL_REMOTE_HOST"], !asked.isEmpty { hosts = [asked] }
+        let problems = await hostLedgers.ensure(hosts, remote: remote, logger: logger)
+        let usable = hosts.filter { problems[$0] == nil }
+        guard !usable.isEmpty else {
+            throw GatewayError(.serviceUnavailable, reason: "Insufficient resources",
+                               "No SSH host's capacity is known: " + hosts.map { "\($0): \(problems[$0] ?? "?")" }.joined(separator: "; "))
+        }
+        return usable
+    }
+
     private func admitResources(id: String, clientEnv: [String: String]?, spec: KernelSpec, env: inout [String: String],
-                                kind: ProvisionerCatalog.Kind) throws(GatewayError) -> (KernelSpec, KernelResources?) {
+                                kind: ProvisionerCatalog.Kind, placement: [String] = []) throws(GatewayError) -> (KernelSpec, KernelResources?) {
         let policy = ResourcePolicy(profiles: current.resourceProfiles, allowCustom: current.allowCustomResources)
         let wanted = try policy.request(env: clientEnv, spec: spec)
         if kind == .local, !ledger.capacity.gpus.isEmpty {
@@ -285,13 +315,18 @@ public actor KernelRegistry {
             env["CUDA_VISIBLE_DEVICES"] = ""
             env["NVIDIA_VISIBLE_DEVICES"] = "none"
         }
-        guard !wanted.isEmpty else { return (spec, nil) }
         let username = env["KERNEL_USERNAME"] ?? configuration.gatewayUsername
+        if !placement.isEmpty {
+            try checkUserMaximum(username, adding: wanted)
+            return try placeOnSSHHost(id: id, wanted: wanted, hosts: placement, spec: spec, env: &env, username: username)
+        }
+        guard !wanted.isEmpty else { return (spec, nil) }
         try checkUserMaximum(username, adding: wanted)
         guard kind == .local else {
             logger.info("resources requested from the backend", metadata: ["kernel_id": "\(id)", "resources": "\(wanted.summary)",
                                                                            "backend": "\(kind.rawValue)"])
-            return (spec, KernelResources(grant: .init(request: wanted, gpuIndices: []), ledger: nil, limits: nil, username: username))
+            return (spec, KernelResources(grant: .init(request: wanted, gpuIndices: []), ledger: nil, limits: nil, username: username,
+                                          host: nil))
         }
         let grant = try ledger.reserve(kernelID: id, wanted)
         if !grant.gpuIndices.isEmpty {
@@ -305,7 +340,40 @@ public actor KernelRegistry {
         if let limits { launchSpec.file.argv = limits.wrap(spec.file.argv) }
         logger.info("resources granted", metadata: ["kernel_id": "\(id)", "resources": "\(wanted.summary)",
                                                     "gpus": "\(grant.gpuIndices)", "mechanism": "\(limits?.mechanism.rawValue ?? "none")"])
-        return (launchSpec, KernelResources(grant: grant, ledger: ledger, limits: limits, username: username))
+        return (launchSpec, KernelResources(grant: grant, ledger: ledger, limits: limits, username: username, host: "localhost"))
+    }
+
+    /// Reserves the kernel on the SSH host with the most free capacity that fits it (CPUs, then
+    /// memory), names that host for the provisioner (KERNEL_REMOTE_HOST) and hands the kernel its
+    /// GPUs there; 503 listing each host's shortfall when none fits.
+    private func placeOnSSHHost(id: String, wanted: ResourceRequest, hosts: [String], spec: KernelSpec,
+                                env: inout [String: String], username: String) throws(GatewayError) -> (KernelSpec, KernelResources?) {
+        let ranked = hosts.compactMap { host in hostLedgers.ledger(host).map { (host, $0) } }.sorted { a, b in
+            let (fa, fb) = (a.1.free, b.1.free)
+            return (fa.cpus ?? 0, fa.memoryBytes ?? 0) > (fb.cpus ?? 0, fb.memoryBytes ?? 0)
+        }
+        var shortfalls: [String] = []
+        for (host, hostLedger) in ranked {
+            let grant: ResourceLedger.Grant
+            do {
+                grant = try hostLedger.reserve(kernelID: id, wanted)
+            } catch {
+                shortfalls.append("\(host): \(error.message)")
+                continue
+            }
+            env["KERNEL_REMOTE_HOST"] = host
+            if !hostLedger.capacity.gpus.isEmpty {
+                let devices = grant.gpuIndices.map(String.init).joined(separator: ",")
+                env["CUDA_VISIBLE_DEVICES"] = devices
+                env["NVIDIA_VISIBLE_DEVICES"] = devices.isEmpty ? "none" : devices
+            }
+            logger.info("placed on SSH host by free capacity", metadata: ["kernel_id": "\(id)", "host": "\(host)",
+                                                                         "resources": "\(wanted.summary)", "gpus": "\(grant.gpuIndices)"])
+            return (spec, KernelResources(grant: grant, ledger: hostLedger, limits: nil, username: username, host: host))
+        }
+        throw GatewayError(.serviceUnavailable, reason: "Insufficient resources",
+                           "No SSH host has room for \(wanted.isEmpty ? "another kernel" : wanted.summary): "
+                               + shortfalls.map { $0.replacingOccurrences(of: " on this host", with: "") }.joined(separator: " | "))
     }
 
     /// `max_resources_per_user`: what one user's kernels may hold together, on every backend.

@@ -437,4 +437,6 @@ public struct KernelResources: Sendable {
     public let limits: LocalResourceLimits?
     /// Whose per-user maximum it counts toward.
     public let username: String
+    /// Where the grant is held ("localhost" or an SSH host; nil where the backend admits).
+    public let host: String?
 }

@@ -7,6 +7,12 @@ public struct GPUDevice: Sendable, Codable, Equatable {
     public var index: Int
     public var uuid: String
     public var name: String
+
+    public init(index: Int, uuid: String, name: String) {
+        self.index = index
+        self.uuid = uuid
+        self.name = name
+    }
 }
 
 /// What the gateway host offers and what its kernels hold: admission control for local
@@ -19,6 +25,12 @@ public final class ResourceLedger: Sendable {
         public var cpus: Double
         public var memoryBytes: Int64
         public var gpus: [GPUDevice]
+
+        public init(cpus: Double, memoryBytes: Int64, gpus: [GPUDevice] = []) {
+            self.cpus = cpus
+            self.memoryBytes = memoryBytes
+            self.gpus = gpus
+        }
 
         enum CodingKeys: String, CodingKey { case cpus, memoryBytes = "memory_bytes", gpus }
     }
@@ -96,6 +108,12 @@ public final class ResourceLedger: Sendable {
     }
 
     public var allGrants: [String: Grant] { state.withLock { $0 } }
+
+    /// Capacity minus what grants hold (GPU slots not counted).
+    public var free: ResourceRequest {
+        let used = inUse
+        return ResourceRequest(cpus: capacity.cpus - (used.cpus ?? 0), memoryBytes: capacity.memoryBytes - (used.memoryBytes ?? 0))
+    }
 
     /// Admits the request or says what is short (503, as the start may succeed later).
     public func reserve(kernelID: String, _ request: ResourceRequest) throws(GatewayError) -> Grant {

@@ -24,9 +24,12 @@ struct ResourceRoutes {
         }
         let configuration = await registry.current  // profiles follow SIGHUP reloads
         let ledger = registry.ledger
-        let local = Host(capacity: ledger.capacity, inUse: ledger.inUse, kernels: ledger.allGrants)
+        var hosts = ["localhost": Host(capacity: ledger.capacity, inUse: ledger.inUse, kernels: ledger.allGrants)]
+        for (name, l) in registry.hostLedgers.all {
+            hosts[name] = Host(capacity: l.capacity, inUse: l.inUse, kernels: l.allGrants)
+        }
         return try HTTPHelpers.json(encodable: Body(profiles: configuration.resourceProfiles,
-                                                    allowCustom: configuration.allowCustomResources, hosts: ["localhost": local],
+                                                    allowCustom: configuration.allowCustomResources, hosts: hosts,
                                                     queued: await registry.queuedStarts, gpuSharing: ledger.gpuSharing))
     }
 }

@@ -41,10 +41,13 @@ enum RemoteCommand {
     /// `mkdir -p D; echo $$ > D/kernel-ID.pid; exec env K=V... argv >> D/kernel-ID.log 2>&1 </dev/null`:
     /// the launcher replaces the shell, so it keeps the shell's pid and process group (recorded
     /// for signals and clean-up) and its exit ends the SSH session.
-    static func shellLine(argv: [String], environment: [(String, String)], logDirectory: String, kernelID: String) -> String {
+    static func shellLine(argv: [String], environment: [(String, String)], logDirectory: String, kernelID: String,
+                          limits prelude: String = "") -> String {
         let dir = quote(logDirectory)
         let base = "\(logDirectory)/kernel-\(kernelID)"
-        var line = "mkdir -p \(dir) && echo $$ > \(quote(base + ".pid")) && exec env"
+        var line = "mkdir -p \(dir) && echo $$ > \(quote(base + ".pid")) && "
+        // Resource limits (RemoteResourceLimits) leave a CPU-affinity prefix, if any, in $t.
+        line += prelude.isEmpty ? "exec env" : "{ \(prelude)true; } && exec $t env"
         for (k, v) in environment { line += " " + quote("\(k)=\(v)") }
         line += " " + argv.map(quote).joined(separator: " ")
         line += " >> \(quote(base + ".log")) 2>&1 < /dev/null"

@@ -4,7 +4,11 @@ import Foundation
 /// (`processproxy.py`, `distributed.py`); kernelspec `metadata.process_proxy.config` overrides
 /// the per-kernelspec ones (`remote_hosts`, `port_range`, Slurm's `partition`...).
 public struct RemoteConfiguration: Sendable {
-    public enum LoadBalancing: String, Sendable { case roundRobin = "round-robin", leastConnection = "least-connection" }
+    /// EG's two algorithms, and placement by free capacity (the gateway's ledger of each host's
+    /// CPUs, memory and GPUs; see the resource profiles).
+    public enum LoadBalancing: String, Sendable, CaseIterable {
+        case roundRobin = "round-robin", leastConnection = "least-connection", freeCapacity = "free-capacity"
+    }
 
     /// EG_RESPONSE_IP; nil: the first non-loopback IPv4 address of this host, else 127.0.0.1.
     public var responseIP: String?

@@ -43,7 +43,9 @@ public actor SSHHosts {
         if let requested, !requested.isEmpty {
             guard Self.isHostName(requested) else { throw ProvisionerError("KERNEL_REMOTE_HOST '\(requested.prefix(64))' is not a host name") }
             host = requested
-        } else if configuration.loadBalancing == .leastConnection {
+        } else if configuration.loadBalancing != .roundRobin {
+            // free-capacity placement happens in the gateway before the launch (it names the host
+            // with KERNEL_REMOTE_HOST); reaching here means no ledger had the host: fewest kernels.
             host = candidates.min { (active[$0] ?? 0) < (active[$1] ?? 0) }!
         } else {
             host = candidates[roundRobin % candidates.count]

@@ -22,6 +22,8 @@ public actor SSHProvisioner: KernelProvisioner {
     private var session: ChildProcess?
     /// The launcher's pid on the remote host, as it reported it.
     private var kernelPID: Int?
+    /// Set when the launch applied resource limits, whose cgroups clean-up removes.
+    private var limitedKernelID: String?
     private var commEndpoint: (host: String, port: Int)?
     private var forwards: [(local: Int, remote: Int)] = []
     private var localLog: String?
@@ -61,7 +63,9 @@ public actor SSHProvisioner: KernelProvisioner {
                                       publicKey: listener.keys.publicKeyBase64, portRange: portRange,
                                       connectionFile: base + ".json")
         let line = RemoteCommand.shellLine(argv: argv, environment: RemoteCommand.environment(request.environment),
-                                           logDirectory: config.kernelLogDirectory, kernelID: request.kernelID)
+                                           logDirectory: config.kernelLogDirectory, kernelID: request.kernelID,
+                                           limits: RemoteResourceLimits.prelude(kernelID: request.kernelID, resources: request.resources))
+        limitedKernelID = request.resources.map { _ in request.kernelID }
         let log = "\(request.runtimeDirectory)/kernel-\(request.kernelID).ssh.log"
         localLog = log
         await listener.register(request.kernelID)
@@ -190,7 +194,9 @@ public actor SSHProvisioner: KernelProvisioner {
         if session?.isRunning == true { await stopEverything() }
         await teardownForwards()
         if let host, let remoteBase {
-            _ = try? await services.ssh.run(host, "rm -f \(RemoteCommand.quote(remoteBase + ".pid"))", timeout: .seconds(5))
+            var command = "rm -f \(RemoteCommand.quote(remoteBase + ".pid"))"
+            if !restart, let id = limitedKernelID { command += "; " + RemoteResourceLimits.cleanupCommand(kernelID: id) }
+            _ = try? await services.ssh.run(host, command, timeout: .seconds(5))
         }
         remotePIDKnown = false
         if let localLog, !restart { unlink(localLog) }
