@@ -5,16 +5,23 @@ import Glibc
 
 /// CPU and memory limits for a local kernel, enforced by a cgroup of its own.
 ///
-/// This machine kind has cgroup v1 hierarchies only (`/sys/fs/cgroup/{memory,cpu}`; the v2
-/// mount has no memory or cpu controller), so v1 is what is implemented and tested: memory by
-/// `memory.limit_in_bytes` (the kernel OOM-kills the process beyond it), CPU by CFS quota
-/// (`cpu.cfs_quota_us` / `cpu.cfs_period_us`). When the hierarchy is not writable (not root)
-/// the limits fall back to rlimits (`ulimit -v`, address space) and CPU affinity (`taskset`).
+/// - cgroup v2 (a unified hierarchy: `cgroup.controllers` at the root listing `memory`/`cpu`):
+///   `<root>/ganymede/<id>` with `memory.max` (and `memory.swap.max` 0, so the limit is not
+///   dodged into swap) and `cpu.max` ("quota period"), after enabling the controllers for the
+///   children (`cgroup.subtree_control`); OOM kills counted from `memory.events`.
+/// - cgroup v1 (`<root>/{memory,cpu}`): `memory.limit_in_bytes` and the CFS quota
+///   (`cpu.cfs_quota_us` / `cpu.cfs_period_us`); OOM kills from `memory.oom_control`.
+/// - Neither writable (not root, or a container without delegation): rlimits (`ulimit -v`,
+///   address space) and CPU affinity (`taskset`).
+///
+/// This machine kind has v1 hierarchies only (its v2 mount has no memory or cpu controller), so
+/// v1 and the fallback are tested against the real kernel; v2 is tested against a directory
+/// laid out as cgroupfs lays it out, not against a real v2 kernel.
 ///
 /// The kernel enters its cgroup before it runs: its argv is wrapped in a `sh -c` that writes
 /// its own pid into `cgroup.procs` and then `exec`s the kernel, so no child escapes.
 public struct LocalResourceLimits: Sendable {
-    public enum Mechanism: String, Sendable { case cgroupV1 = "cgroup v1", rlimit = "rlimit/affinity" }
+    public enum Mechanism: String, Sendable { case cgroupV2 = "cgroup v2", cgroupV1 = "cgroup v1", rlimit = "rlimit/affinity" }
 
     public let mechanism: Mechanism
     public let cpus: Double?
@@ -29,12 +36,13 @@ public struct LocalResourceLimits: Sendable {
     public static func prepare(kernelID: String, cpus: Double?, memoryBytes: Int64?,
                                root: String = defaultRoot) -> LocalResourceLimits? {
         guard cpus != nil || memoryBytes != nil else { return nil }
+        if let v2 = prepareV2(kernelID: kernelID, cpus: cpus, memoryBytes: memoryBytes, root: root) { return v2 }
         var dirs: [String] = []
         var memoryDir: String?
-        var ok = true
-        if let memoryBytes {
+        var ok = FileManager.default.fileExists(atPath: "\(root)/\(memoryBytes != nil ? "memory" : "cpu")")
+        if ok, let memoryBytes {
             let dir = "\(root)/memory/ganymede/\(kernelID)"
-            ok = ok && make(dir) && write("\(memoryBytes)", to: "\(dir)/memory.limit_in_bytes")
+            ok = make(dir) && write("\(memoryBytes)", to: "\(dir)/memory.limit_in_bytes")
             dirs.append(dir)
             memoryDir = dir
         }
@@ -53,11 +61,45 @@ public struct LocalResourceLimits: Sendable {
         return LocalResourceLimits(mechanism: .rlimit, cpus: cpus, memoryBytes: memoryBytes, directories: [], memoryDirectory: nil)
     }
 
+    /// The v2 layout, when `root` is a unified hierarchy offering the controllers needed.
+    static func prepareV2(kernelID: String, cpus: Double?, memoryBytes: Int64?, root: String) -> LocalResourceLimits? {
+        guard let available = try? String(contentsOfFile: "\(root)/cgroup.controllers", encoding: .utf8) else { return nil }
+        let controllers = Set(available.split(whereSeparator: \.isWhitespace).map(String.init))
+        var needed: [String] = []
+        if memoryBytes != nil { needed.append("memory") }
+        if cpus != nil { needed.append("cpu") }
+        guard needed.allSatisfy(controllers.contains) else { return nil }
+        let parent = "\(root)/ganymede"
+        let dir = "\(parent)/\(kernelID)"
+        let enable = needed.map { "+\($0)" }.joined(separator: " ")
+        // Controllers reach a group only when every ancestor enables them for its children.
+        guard write(enable, to: "\(root)/cgroup.subtree_control"), make(parent),
+              write(enable, to: "\(parent)/cgroup.subtree_control"), make(dir) else {
+            rmdir(dir)
+            return nil
+        }
+        var ok = true
+        if let memoryBytes {
+            ok = write("\(memoryBytes)", to: "\(dir)/memory.max")
+            _ = write("0", to: "\(dir)/memory.swap.max")  // absent when swap accounting is off
+        }
+        if ok, let cpus {
+            let period = 100_000
+            ok = write("\(max(1000, Int(cpus * Double(period)))) \(period)", to: "\(dir)/cpu.max")
+        }
+        guard ok else {
+            rmdir(dir)
+            return nil
+        }
+        return LocalResourceLimits(mechanism: .cgroupV2, cpus: cpus, memoryBytes: memoryBytes, directories: [dir],
+                                   memoryDirectory: memoryBytes != nil ? dir : nil)
+    }
+
     /// The kernel's argv, wrapped so the process is limited before the kernel starts.
     public func wrap(_ argv: [String]) -> [String] {
         var script = ""
         switch mechanism {
-        case .cgroupV1:
+        case .cgroupV1, .cgroupV2:
             for dir in directories { script += "echo $$ > '\(dir)/cgroup.procs' || exit 97; " }
             script += "exec \"$@\""
             return ["/bin/sh", "-c", script, "ganymede-limits"] + argv
@@ -76,8 +118,9 @@ public struct LocalResourceLimits: Sendable {
 
     /// How many times the kernel's memory cgroup OOM-killed a process so far.
     public func oomKills() -> Int {
-        guard let memoryDirectory,
-              let text = try? String(contentsOfFile: "\(memoryDirectory)/memory.oom_control", encoding: .utf8) else { return 0 }
+        guard let memoryDirectory else { return 0 }
+        let file = mechanism == .cgroupV2 ? "memory.events" : "memory.oom_control"
+        guard let text = try? String(contentsOfFile: "\(memoryDirectory)/\(file)", encoding: .utf8) else { return 0 }
         for line in text.split(separator: "\n") where line.hasPrefix("oom_kill ") {
             return Int(line.split(separator: " ").last ?? "") ?? 0
         }
@@ -94,7 +137,9 @@ public struct LocalResourceLimits: Sendable {
     }
 
     private static func write(_ value: String, to path: String) -> Bool {
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        // O_CREAT is a no-op on cgroupfs control files (they exist once the group does) and lets
+        // the layout be exercised in an ordinary directory.
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         let bytes = Array(value.utf8)
