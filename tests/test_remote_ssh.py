@@ -467,7 +467,10 @@ def test_placement_by_free_capacity_and_limits_on_the_host(tmp_path_factory, ext
         before = set(p for p in launcher_pids(kid) if os.path.basename(cmdline(p).split()[0]) != "ssh")
         with KernelWS(g, kid) as ws:
             ws.send_execute("x = bytearray(1024 ** 3); x[::4096] = b'1' * len(x[::4096])")
-            # Killed by its memory limit on the host: the launcher is gone and a new one takes over.
+            # Killed by its memory limit on the host, and clients are told why; a new launcher takes over.
+            status = ws.collect(lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "restarting",
+                                until=lambda kept: len(kept) > 0, timeout=60)
+            assert status[0]["content"].get("reason") == "out of memory (limit 256 MiB)", status[0]["content"]
             wait_until(lambda: not set(launcher_pids(kid)) & before, 60, what="the over-limit kernel to be killed")
 
         assert g.delete(f"api/kernels/{t.ids[1]}", timeout=60).status_code == 204

@@ -101,11 +101,16 @@ public protocol KernelProvisioner: Sendable {
     /// The gateway is leaving the kernel running for the next gateway (session persistence):
     /// let go of this gateway's own helpers (an `ssh` session, tunnels) without stopping the kernel.
     func release() async
+
+    /// How many times the kernel's memory limit on its host has OOM-killed a process, for
+    /// backends that enforce limits on the far side (0 when unknown).
+    func outOfMemoryKills() async -> Int
 }
 
 extension KernelProvisioner {
     public func details() async -> [String: String] { [:] }
     public func release() async {}
+    public func outOfMemoryKills() async -> Int { 0 }
 }
 
 /// Why a kernel could not be started.

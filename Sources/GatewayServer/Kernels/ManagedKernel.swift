@@ -265,13 +265,13 @@ public actor ManagedKernel {
 
     /// "out of memory (limit 256 MiB)" when the kernel's memory cgroup OOM-killed it since we
     /// last looked, else the exit status.
-    private func deathReason(_ exit: KernelExit) -> String {
-        if let limits = resources?.limits, let memory = limits.memoryBytes {
-            let kills = limits.oomKills()
-            if kills > oomKillsSeen {
-                oomKillsSeen = kills
-                return "out of memory (limit \(Quantity.formatBytes(memory)))"
-            }
+    private func deathReason(_ exit: KernelExit) async -> String {
+        guard let memory = resources?.grant.request.memoryBytes else { return "\(exit)" }
+        // Local limits are read here; a remote backend asks its host (an SSH kernel's cgroup there).
+        let kills = if let limits = resources?.limits { limits.oomKills() } else { await provisioner.outOfMemoryKills() }
+        if kills > oomKillsSeen {
+            oomKillsSeen = kills
+            return "out of memory (limit \(Quantity.formatBytes(memory)))"
         }
         return "\(exit)"
     }
@@ -284,7 +284,7 @@ public actor ManagedKernel {
 
     private func processDied(_ exit: KernelExit) async {
         guard lifecycle.state == .running else { return }
-        let why = deathReason(exit)
+        let why = await deathReason(exit)
         logger.warning("kernel died", metadata: ["status": "\(exit)", "reason": "\(why)"])
         metrics.kernelEvent("died", kernelspec: spec.name)
         guard autoRestart, consecutiveRestarts < restartLimit else {

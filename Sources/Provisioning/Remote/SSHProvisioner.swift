@@ -294,6 +294,17 @@ public actor SSHProvisioner: KernelProvisioner {
         return true
     }
 
+    /// OOM kills counted by the kernel's memory cgroup on its host (cgroup v1 `memory.oom_control`).
+    public func outOfMemoryKills() async -> Int {
+        guard let host, let id = limitedKernelID else { return 0 }
+        let file = RemoteCommand.quote("\(RemoteResourceLimits.root)/memory/ganymede/\(id)/memory.oom_control")
+        guard let r = try? await services.ssh.run(host, "cat \(file) 2>/dev/null", timeout: .seconds(5)), r.succeeded else { return 0 }
+        for line in r.output.split(separator: "\n") where line.hasPrefix("oom_kill ") {
+            return Int(line.split(separator: " ").last ?? "") ?? 0
+        }
+        return 0
+    }
+
     /// A gateway leaving this kernel running for the next one: only the local `ssh` session goes.
     public func release() async {
         await session?.stop(grace: .seconds(2))
