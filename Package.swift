@@ -133,7 +133,7 @@ let package = Package(
         .testTarget(
             name: "GatewayIntegrationTests",
             dependencies: [
-                "GatewayServer", "ZeroMQ", "JupyterProtocol",
+                "GatewayServer", "Provisioning", "ZeroMQ", "JupyterProtocol",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -169,3 +168,17 @@ def start_gateway(workdir: Path, name: str, env: dict[str, str], spec_dirs: list
     for d in spec_dirs:
         args += ["--kernelspec-dir", str(d)]
     return Gateway(workdir / name, args=[*args, *extra_args], env=env, name=name).start()
+
+
+def assert_state_kept_and_interruptible(gw: Gateway, kernel_id: str):
+    """After a re-attach: `x` set before is still there, and an interrupt (through the launcher's
+    comm port) stops a running cell."""
+    from conftest import KernelWS
+    with KernelWS(gw, kernel_id) as ws:
+        res = ws.execute("print(x)", timeout=60)
+        assert "42" in res.stdout, res.summary()
+        msg_id = ws.send_execute("import time; time.sleep(60)")
+        time.sleep(1.5)
+        assert gw.post(f"api/kernels/{kernel_id}/interrupt").status_code == 204
+        res = ws.collect_execution(msg_id, timeout=30)
+        assert res.error and res.error["ename"] == "KeyboardInterrupt", res.summary()

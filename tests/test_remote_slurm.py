@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, KernelTracker, KernelWS, assert_json_error, execute_ok, wait_until
-from remote_support import (REMOTE_SPECS, SLURM, RemoteEnv, assert_no_launcher_left, launcher_argv, start_gateway,
-                            write_spec)
+from remote_support import (REMOTE_SPECS, SLURM, RemoteEnv, assert_no_launcher_left, assert_state_kept_and_interruptible,
+                            launcher_argv, start_gateway, write_spec)
 from test_remote_ssh import run_eg_itests
 
 pytestmark = pytest.mark.timeout(300)
@@ -212,14 +212,7 @@ def test_sigkill_and_restart_reattaches_slurm_job(tmp_path_factory, slurm_env):
         lost = second.get(f"api/kernels/{doomed}")
         body = assert_json_error(lost, [404])
         assert "while no gateway was running" in body["message"] and doomed_job in body["message"], body
-        with KernelWS(second, kid) as ws:
-            res = ws.execute("print(x)", timeout=60)
-            assert "42" in res.stdout, res.summary()
-            msg_id = ws.send_execute("import time; time.sleep(60)")
-            time.sleep(1.5)
-            assert second.post(f"api/kernels/{kid}/interrupt").status_code == 204
-            res = ws.collect_execution(msg_id, timeout=30)
-            assert res.error and res.error["ename"] == "KeyboardInterrupt", res.summary()
+        assert_state_kept_and_interruptible(second, kid)
         assert second.delete(f"api/kernels/{kid}", timeout=60).status_code == 204
         wait_until(lambda: not slurm_env.active_jobs(kid), 20, interval=0.2, what="job to end after DELETE")
         assert not list(root.glob("*.json"))

@@ -19,8 +19,8 @@ import pytest
 
 from conftest import (KernelTracker, KernelWS, alive, assert_json_error, base_env, cmdline, descendants_of, execute_ok,
                       wait_until)
-from remote_support import (DISTRIBUTED, REMOTE_SPECS, RemoteEnv, assert_no_launcher_left, blackhole_listener,
-                            eg_launcher, launcher_argv, launcher_pids, start_gateway, write_spec)
+from remote_support import (DISTRIBUTED, REMOTE_SPECS, RemoteEnv, assert_no_launcher_left, assert_state_kept_and_interruptible,
+                            blackhole_listener, eg_launcher, launcher_argv, launcher_pids, start_gateway, write_spec)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -407,14 +407,7 @@ def test_gateway_restart_reattaches_ssh_kernel(tmp_path_factory, extra_gateways,
         wait_until(lambda: second.get(f"api/kernels/{kid}").status_code == 200, 60, what="re-attach")
         model = second.get(f"api/kernels/{kid}").json()
         assert model["provisioner"]["kind"] == "ssh" and model["provisioner"]["host"] == ssh_env.vars["REMOTE_SSH_HOST"]
-        with KernelWS(second, kid) as ws:
-            res = ws.execute("print(x)", timeout=60)
-            assert "42" in res.stdout, res.summary()
-            msg_id = ws.send_execute("import time; time.sleep(60)")
-            time.sleep(1.5)
-            assert second.post(f"api/kernels/{kid}/interrupt").status_code == 204
-            res = ws.collect_execution(msg_id, timeout=30)
-            assert res.error and res.error["ename"] == "KeyboardInterrupt", res.summary()
+        assert_state_kept_and_interruptible(second, kid)
         # The earlier gateway's ssh session and control master are gone.
         wait_until(lambda: not any(alive(p) for p in helpers), 15, what="orphaned ssh processes to be stopped")
         # Its end is noticed without the original ssh session: the kernel is restarted.

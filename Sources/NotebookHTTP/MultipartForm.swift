@@ -42,12 +42,7 @@ enum MultipartForm {
             guard let value = String(validating: part[(headerEnd + 4)..<(part.count - 2)], as: UTF8.self) else {
                 throw GatewayError(.badRequest, "multipart/form-data field '\(name.prefix(64))' is not valid UTF-8")
             }
-            if let i = fields.firstIndex(where: { $0.key == name }), case .array(var values) = fields[i].value {
-                values.append(.string(value))
-                fields[i].value = .array(values)
-            } else {
-                fields.append((name, .array([.string(value)])))
-            }
+            RequestBundle.append(value, to: name, in: &fields)
         }
         return .object(fields)
     }

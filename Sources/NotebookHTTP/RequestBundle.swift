@@ -72,14 +72,19 @@ public enum RequestBundle {
             let name = try decodeComponent(parts[0], what: what)
             var value = ""
             if parts.count > 1 { value = try decodeComponent(parts[1], what: what) }
-            if let i = fields.firstIndex(where: { $0.key == name }), case .array(var values) = fields[i].value {
-                values.append(.string(value))
-                fields[i].value = .array(values)
-            } else {
-                fields.append((name, .array([.string(value)])))
-            }
+            append(value, to: name, in: &fields)
         }
         return .object(fields)
+    }
+
+    /// tornado's `arguments.setdefault(name, []).append(value)`, keeping first-seen order.
+    static func append(_ value: String, to name: String, in fields: inout [(key: String, value: OrderedJSON)]) {
+        if let i = fields.firstIndex(where: { $0.key == name }), case .array(var values) = fields[i].value {
+            values.append(.string(value))
+            fields[i].value = .array(values)
+        } else {
+            fields.append((name, .array([.string(value)])))
+        }
     }
 
     static func decodeComponent(_ raw: Substring, what: String) throws(GatewayError) -> String {

@@ -29,7 +29,7 @@ public struct LaunchRequest: Sendable {
     public var launchTimeout: Duration = .seconds(40)
     /// What the kernel was granted (resource profiles), for backends that map it to their own
     /// requests (Slurm's `--cpus-per-task`, `--mem`, `--gres`) or enforce it on the far side.
-    public var resources: LaunchResources?
+    public var resources: ResourceRequest?
 
     public init(kernelID: String, spec: KernelSpec, environment: [String: String], runtimeDirectory: String, workingDirectory: String? = nil) {
         self.kernelID = kernelID
@@ -37,21 +37,6 @@ public struct LaunchRequest: Sendable {
         self.environment = environment
         self.runtimeDirectory = runtimeDirectory
         self.workingDirectory = workingDirectory
-    }
-}
-
-/// A kernel's resource grant as a backend sees it.
-public struct LaunchResources: Sendable, Equatable {
-    public var cpus: Double?
-    public var memoryBytes: Int64?
-    public var gpus: Int?
-    public var partition: String?
-
-    public init(cpus: Double? = nil, memoryBytes: Int64? = nil, gpus: Int? = nil, partition: String? = nil) {
-        self.cpus = cpus
-        self.memoryBytes = memoryBytes
-        self.gpus = gpus
-        self.partition = partition
     }
 }
 

@@ -1,3 +1,4 @@
+import Provisioning
 import ArgumentParser
 import Foundation
 import GatewayServer

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import GatewayServer
+import Provisioning
 
 /// The ledger alone: GPU sharing and waiting for a release (queued admission), without kernels.
 @Suite struct ResourceLedgerTests {

@@ -1,5 +1,6 @@
 import Foundation
 @testable import GatewayServer
+import Provisioning
 import JupyterProtocol
 import Testing
 

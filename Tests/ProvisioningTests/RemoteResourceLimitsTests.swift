@@ -14,13 +14,13 @@ import Testing
 
     @Test func noPreludeWithoutLimits() {
         #expect(RemoteResourceLimits.prelude(kernelID: "k", resources: nil) == "")
-        #expect(RemoteResourceLimits.prelude(kernelID: "k", resources: LaunchResources(gpus: 1)) == "")
+        #expect(RemoteResourceLimits.prelude(kernelID: "k", resources: ResourceRequest(gpus: 1)) == "")
         let line = RemoteCommand.shellLine(argv: ["true"], environment: [], logDirectory: "/tmp", kernelID: "k")
         #expect(!line.contains("$t"))
     }
 
     @Test func preludeFallsBackToRlimitAndAffinity() {
-        let p = RemoteResourceLimits.prelude(kernelID: "k-1", resources: LaunchResources(cpus: 1.5, memoryBytes: 256 << 20))
+        let p = RemoteResourceLimits.prelude(kernelID: "k-1", resources: ResourceRequest(cpus: 1.5, memoryBytes: 256 << 20))
         #expect(p.contains("echo 268435456 > /sys/fs/cgroup/memory/ganymede/k-1/memory.limit_in_bytes"))
         #expect(p.contains("ulimit -v 262144 || exit 97"))
         #expect(p.contains("echo 150000 > /sys/fs/cgroup/cpu/ganymede/k-1/cpu.cfs_quota_us"))

@@ -189,9 +189,7 @@ public actor KernelRegistry {
         var request = LaunchRequest(kernelID: id, spec: launchSpec, environment: env, runtimeDirectory: configuration.runtimeDirectory,
                                     workingDirectory: clientEnv?["KERNEL_WORKING_DIR"].flatMap { Self.existingDirectory($0) })
         request.launchTimeout = timeout
-        if let r = resources?.grant.request {
-            request.resources = LaunchResources(cpus: r.cpus, memoryBytes: r.memoryBytes, gpus: r.gpus, partition: r.partition)
-        }
+        request.resources = resources?.grant.request
         let kernel = ManagedKernel(id: id, spec: spec, username: username, provisioner: provisioner, request: request,
                                    configuration: configuration, metrics: metrics, logger: logger, resources: resources)
         pending.insert(id)

@@ -1,3 +1,4 @@
+import Provisioning
 import Foundation
 import Logging
 import Synchronization

@@ -17,7 +17,7 @@ public enum RemoteResourceLimits {
 
     /// Shell statements (each ending in `;`) that apply the limits and leave in `$t` the command
     /// prefix for CPU affinity (empty when a cgroup applies). Empty when there is nothing to limit.
-    static func prelude(kernelID: String, resources: LaunchResources?) -> String {
+    static func prelude(kernelID: String, resources: ResourceRequest?) -> String {
         guard let r = resources, r.cpus != nil || r.memoryBytes != nil else { return "" }
         var s = "t=; "
         if let bytes = r.memoryBytes {

@@ -67,7 +67,7 @@ public actor SlurmProvisioner: KernelProvisioner {
 
     /// A granted profile as Slurm requests: whole CPUs per task (rounded up: Slurm allocates
     /// cores), memory per node in MiB (rounded up), GPUs as a generic resource.
-    static func resourceArguments(_ r: LaunchResources?) -> [String] {
+    static func resourceArguments(_ r: ResourceRequest?) -> [String] {
         guard let r else { return [] }
         var args: [String] = []
         if let cpus = r.cpus { args.append("--cpus-per-task=\(max(1, Int(cpus.rounded(.up))))") }
