@@ -21,17 +21,15 @@ import textwrap
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
-import requests
 import websocket
 
+from jupyter_server_support import JupyterServer
 from conftest import (
     TOKEN, alive, base_env, cmdline, descendants_of, free_port, make_message, wait_until,
 )
 
-SERVER_TOKEN = "lab-token-" + uuid.uuid4().hex[:8]
 USER = "lab-user"  # KERNEL_USERNAME sent by jupyter_server (not root: EG refuses root by default)
 
 
@@ -121,84 +119,14 @@ class TcpProxy:
 # --------------------------------------------------------------------------- jupyter_server
 
 
-class LabServer:
-    """`jupyter server --gateway-url=... --GatewayClient.auth_token=...` with its own token."""
-
-    headers = {"Authorization": f"token {SERVER_TOKEN}"}
-
-    def __init__(self, workdir: Path, gateway_url: str, gateway_token: str):
-        self.workdir = workdir
-        self.port = free_port()
-        self.log_path = workdir / "jupyter_server.log"
-        for d in ("root", "home"):
-            (workdir / d).mkdir()
-        env = base_env()
-        env.update({
-            "HOME": str(workdir / "home"),
-            "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
-            "JUPYTER_DATA_DIR": str(workdir / "data"),
-            "JUPYTER_CONFIG_DIR": str(workdir / "config"),
-            "JUPYTER_PATH": "",
-            "JUPYTER_CONFIG_PATH": "",
-            "JUPYTER_PLATFORM_DIRS": "1",
-            "KERNEL_USERNAME": USER,
-        })
-        cmd = [
-            sys.executable, "-m", "jupyter_server",
-            f"--gateway-url={gateway_url}", f"--GatewayClient.auth_token={gateway_token}",
-            f"--IdentityProvider.token={SERVER_TOKEN}", "--allow-root",
-            f"--port={self.port}", "--port-retries=0", "--no-browser", "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.root_dir={workdir / 'root'}",
-        ]
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, env=env, cwd=str(workdir), stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 90
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"jupyter server exited with {self.proc.returncode}:\n{self.log_tail()}", pytrace=False)
-            try:
-                if requests.get(self.url("api/status"), headers=self.headers, timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"jupyter server did not start within 90s:\n{self.log_tail()}", pytrace=False)
-            time.sleep(0.2)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
-
-    def request(self, method: str, path: str, **kw) -> requests.Response:
-        kw.setdefault("timeout", 90)
-        return requests.request(method, self.url(path), headers=self.headers, **kw)
-
-    def log_tail(self, n: int = 80) -> str:
-        try:
-            return "\n".join(self.log_path.read_bytes().decode("utf-8", "replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log.close()
-
-
 class LabSocket:
     """The browser side: a kernel channels WebSocket on jupyter_server, as JupyterLab opens it
     (`?session_id=<client session>`, every message's header.session is that id)."""
 
-    def __init__(self, server: LabServer, kernel_id: str, session_id: str | None = None):
+    def __init__(self, server: JupyterServer, kernel_id: str, session_id: str | None = None):
         self.session_id = session_id or uuid.uuid4().hex
         url = f"ws://127.0.0.1:{server.port}/api/kernels/{kernel_id}/channels?session_id={self.session_id}"
-        self.ws = websocket.create_connection(url, timeout=60, header=[f"Authorization: token {SERVER_TOKEN}"])
+        self.ws = websocket.create_connection(url, timeout=60, header=[f"Authorization: token {server.token}"])
         self.seen: list[dict] = []  # every message read, in order
 
     def close(self):
@@ -322,7 +250,7 @@ def proxy(token_gateway):
 @pytest.fixture(scope="module")
 def lab(proxy, tmp_path_factory):
     """jupyter_server whose gateway client goes through the proxy to Ganymede."""
-    s = LabServer(tmp_path_factory.mktemp("lab"), f"http://127.0.0.1:{proxy.port}", TOKEN)
+    s = JupyterServer(tmp_path_factory.mktemp("lab"), f"http://127.0.0.1:{proxy.port}", USER, gateway_token=TOKEN)
     yield s
     s.stop()
 

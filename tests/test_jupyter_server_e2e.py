@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -12,93 +10,17 @@ import time
 import uuid
 
 import pytest
-import requests
 import websocket
 
-from conftest import REPO, base_env, free_port, wait_until
+from jupyter_server_support import JupyterServer
+from conftest import REPO, base_env, wait_until
 
-SERVER_TOKEN = "server-token-" + uuid.uuid4().hex[:8]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-class JupyterServer:
-    def __init__(self, workdir, gateway_port: int):
-        self.workdir = workdir
-        self.port = free_port()
-        self.log_path = workdir / "jupyter_server.log"
-        root = workdir / "root"
-        root.mkdir()
-        home = workdir / "home"
-        home.mkdir()
-        env = base_env()
-        env.update({
-            "HOME": str(home),
-            "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
-            "JUPYTER_DATA_DIR": str(workdir / "data"),
-            "JUPYTER_CONFIG_DIR": str(workdir / "config"),
-            "JUPYTER_PATH": "",
-            "JUPYTER_CONFIG_PATH": "",
-            "JUPYTER_PLATFORM_DIRS": "1",
-            "KERNEL_USERNAME": "e2e-user",
-        })
-        cmd = [
-            sys.executable, "-m", "jupyter_server",
-            f"--gateway-url=http://127.0.0.1:{gateway_port}",
-            f"--IdentityProvider.token={SERVER_TOKEN}", "--allow-root",
-            f"--port={self.port}", "--port-retries=0", "--no-browser", "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.root_dir={root}",
-        ]
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, env=env, cwd=str(workdir), stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 90
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"jupyter server exited with {self.proc.returncode}:\n{self.log_tail()}", pytrace=False)
-            try:
-                if requests.get(self.url("api/status"), headers=self.headers, timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"jupyter server did not start within 90s:\n{self.log_tail()}", pytrace=False)
-            time.sleep(0.2)
-
-    headers = {"Authorization": f"token {SERVER_TOKEN}"}
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}/{path}"
-
-    def get(self, path, **kw):
-        return requests.get(self.url(path), headers=self.headers, timeout=60, **kw)
-
-    def post(self, path, **kw):
-        return requests.post(self.url(path), headers=self.headers, timeout=90, **kw)
-
-    def delete(self, path, **kw):
-        return requests.delete(self.url(path), headers=self.headers, timeout=60, **kw)
-
-    def log_tail(self, n=80):
-        try:
-            return "\n".join(self.log_path.read_bytes().decode("utf-8", "replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
 def jserver(gateway, tmp_path_factory):
-    s = JupyterServer(tmp_path_factory.mktemp("jserver"), gateway.port)
+    s = JupyterServer(tmp_path_factory.mktemp("jserver"), f"http://127.0.0.1:{gateway.port}", "e2e-user")
     yield s
     s.stop()
 
@@ -145,7 +67,7 @@ def test_kernel_created_on_gateway(jserver, server_kernel, gateway):
 
 def _server_ws(jserver, kid, offer_v1=False):
     url = f"ws://127.0.0.1:{jserver.port}/api/kernels/{kid}/channels?session_id={uuid.uuid4().hex}"
-    headers = [f"Authorization: token {SERVER_TOKEN}"]
+    headers = [f"Authorization: token {jserver.token}"]
     if offer_v1:
         # Sent by hand: websocket-client rejects a reply that selects no subprotocol, browsers do not.
         headers.append("Sec-WebSocket-Protocol: v1.kernel.websocket.jupyter.org")
