@@ -8,6 +8,14 @@ import Testing
 struct StatusPageTests {
     static let hostileUser = "<script>alert(1)</script>"
 
+    @Test func absentFieldsAreNullNotMissing() throws {
+        let k = StatusSnapshot.Kernel(id: "k", name: "python3", displayName: "Python 3", user: "u", executionState: "idle",
+                                      connections: 0, lastActivity: "t", idleSeconds: 0, provisioner: "SSHProvisioner",
+                                      host: nil, process: "p", resources: "1 CPU", reason: nil)
+        let json = try #require(String(data: try JSONEncoder().encode(k), encoding: .utf8))
+        #expect(json.contains("\"host\":null") && json.contains("\"reason\":null") && json.contains("\"resources\":\"1 CPU\""))
+    }
+
     @Test func pageListsKernelsEscapedAndNeedsTheToken() async throws {
         // A token with characters that must be percent-encoded in links and escaped in HTML.
         let token = "s3cret&<x>"

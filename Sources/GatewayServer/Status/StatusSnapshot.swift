@@ -1,6 +1,22 @@
 import Foundation
 import JupyterProtocol
 
+/// An optional written as `null` rather than left out, so scripts reading `/status.json` see
+/// every field.
+@propertyWrapper
+struct NullEncoded<Value: Encodable>: Encodable {
+    var wrappedValue: Value?
+
+    init(wrappedValue: Value?) {
+        self.wrappedValue = wrappedValue
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if let wrappedValue { try c.encode(wrappedValue) } else { try c.encodeNil() }
+    }
+}
+
 /// What the status page shows, gathered once per request; `GET /status.json` serves it as is,
 /// `GET /status` renders it as HTML.
 struct StatusSnapshot: Encodable {
@@ -17,29 +33,13 @@ struct StatusSnapshot: Encodable {
         var other: Int
         var connections: Int
         var users: Int
-        /// The latest sample's rate; nil before the first sample.
-        var messagesPerSecond: Double?
+        /// The latest sample's rate; null before the first sample.
+        @NullEncoded var messagesPerSecond: Double?
 
         enum CodingKeys: String, CodingKey {
             case gatewayVersion = "gateway_version", generatedAt = "generated_at", uptimeSeconds = "uptime_seconds"
             case sampleIntervalSeconds = "sample_interval_seconds", historyWindowSeconds = "history_window_seconds", kernels, busy, idle, other, connections, users
             case messagesPerSecond = "messages_per_second"
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(gatewayVersion, forKey: .gatewayVersion)
-            try c.encode(generatedAt, forKey: .generatedAt)
-            try c.encode(uptimeSeconds, forKey: .uptimeSeconds)
-            try c.encode(sampleIntervalSeconds, forKey: .sampleIntervalSeconds)
-            try c.encode(historyWindowSeconds, forKey: .historyWindowSeconds)
-            try c.encode(kernels, forKey: .kernels)
-            try c.encode(busy, forKey: .busy)
-            try c.encode(idle, forKey: .idle)
-            try c.encode(other, forKey: .other)
-            try c.encode(connections, forKey: .connections)
-            try c.encode(users, forKey: .users)
-            try c.encode(messagesPerSecond, forKey: .messagesPerSecond)
         }
     }
 
@@ -55,38 +55,20 @@ struct StatusSnapshot: Encodable {
         var idleSeconds: Int
         /// The provisioner's type, as in the `ganymede_kernel_start_seconds{provisioner}` metric.
         var provisioner: String
-        /// The machine the kernel runs on: this gateway's host for local kernels; remote
-        /// provisioners do not report one yet.
-        var host: String?
+        /// The machine the kernel runs on: this gateway's host for local kernels, the SSH host
+        /// or Slurm node for remote ones.
+        @NullEncoded var host: String?
         /// The provisioner's own description (local: the process id).
         var process: String
         /// The granted resource profile ("0.5 CPUs, 1 GiB, 1 GPU (GPU 0)"); null when the kernel
         /// asked for none.
-        var resources: String?
+        @NullEncoded var resources: String?
         /// Why a dead kernel died.
-        var reason: String?
+        @NullEncoded var reason: String?
 
         enum CodingKeys: String, CodingKey {
             case id, name, displayName = "display_name", user, executionState = "execution_state", connections
             case lastActivity = "last_activity", idleSeconds = "idle_seconds", provisioner, host, process, resources, reason
-        }
-
-        // Optionals are written as null rather than left out, so scripts see every field.
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(id, forKey: .id)
-            try c.encode(name, forKey: .name)
-            try c.encode(displayName, forKey: .displayName)
-            try c.encode(user, forKey: .user)
-            try c.encode(executionState, forKey: .executionState)
-            try c.encode(connections, forKey: .connections)
-            try c.encode(lastActivity, forKey: .lastActivity)
-            try c.encode(idleSeconds, forKey: .idleSeconds)
-            try c.encode(provisioner, forKey: .provisioner)
-            try c.encode(host, forKey: .host)
-            try c.encode(process, forKey: .process)
-            try c.encode(resources, forKey: .resources)
-            try c.encode(reason, forKey: .reason)
         }
     }
 
@@ -130,7 +112,8 @@ struct StatusSnapshot: Encodable {
                 id: model.id, name: model.name, displayName: kernel.spec.file.displayName, user: kernel.username,
                 executionState: model.executionState, connections: model.connections, lastActivity: model.lastActivity,
                 idleSeconds: max(0, Int(now.timeIntervalSince(activity.lastActivity))), provisioner: provisioner,
-                host: provisioner == "LocalProvisioner" ? hostName : nil, process: await kernel.provisioner.describe(),
+                host: provisioner == "LocalProvisioner" ? hostName : await kernel.provisioner.details()["host"],
+                process: await kernel.provisioner.describe(),
                 resources: kernel.resources.map { Self.describe($0.grant) }, reason: model.reason))
         }
         let samples = history.samples
