@@ -545,16 +545,17 @@ class KernelWS:
 
     def __init__(self, gw: Gateway, kernel_id: str, subprotocols: list[str] | None = None,
                  session_id: str | None = None, token_in_query: bool = False, send_auth: bool = True,
-                 timeout: float = 60):
+                 timeout: float = 60, token: str | None = None):
+        token = token or gw.token  # a user's own token where users have identities
         q = []
         if session_id:
             q.append(f"session_id={session_id}")
-        if token_in_query and gw.token:
-            q.append(f"token={gw.token}")
+        if token_in_query and token:
+            q.append(f"token={token}")
         url = gw.ws_url(f"api/kernels/{kernel_id}/channels") + ("?" + "&".join(q) if q else "")
         headers = []
-        if send_auth and not token_in_query and gw.token:
-            headers.append(f"Authorization: token {gw.token}")
+        if send_auth and not token_in_query and token:
+            headers.append(f"Authorization: token {token}")
         self.gw = gw
         self.kernel_id = kernel_id
         self.session = uuid.uuid4().hex

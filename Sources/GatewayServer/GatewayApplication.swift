@@ -48,7 +48,7 @@ public struct Gateway: Sendable {
 
     public func buildApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         let c = configuration
-        let authenticator = TokenAuthenticator(token: c.authToken)
+        let authenticator = TokenAuthenticator(configuration: c)
         let base = String(c.baseURL.dropLast())  // "" or "/prefix"
         var publicPaths: Set<String> = [
             "\(base)/api/swagger.yaml", "\(base)/api/swagger.json", "\(base)/api/health", "\(base)/api/health/ready",
@@ -58,7 +58,8 @@ public struct Gateway: Sendable {
         let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: CORSHeadersMiddleware(configuration: c))
-        router.add(middleware: AuthMiddleware(authenticator: authenticator, publicPaths: publicPaths))
+        let adminPaths: Set<String> = ["\(base)/metrics", "\(base)/status", "\(base)/status.json", "\(base)/api/resources"]
+        router.add(middleware: AuthMiddleware(authenticator: authenticator, publicPaths: publicPaths, adminPaths: adminPaths))
 
         let api = base.isEmpty ? router.group() : router.group(RouterPath(base))
         let sessionStore = SessionStore()

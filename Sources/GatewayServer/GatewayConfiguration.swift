@@ -11,6 +11,13 @@ public struct GatewayConfiguration: Sendable {
     public var baseURL = "/"
     /// Empty: no authentication (EG's default).
     public var authToken = ""
+    /// `users: {name: {token_sha256: <hex>}}`: per-user tokens, stored as SHA-256 digests
+    /// (digest → user). With them (or JWTs) each request has a user who owns its kernels.
+    public var userTokens: [String: String] = [:]
+    /// `admins: [names]`: users who see and manage every kernel.
+    public var admins: Set<String> = []
+    /// `jwt: {keys, issuer, audience, username_claim, admin_claim}`: JWT bearer tokens.
+    public var jwt: JWTVerifier?
     public var listKernels = true
     public var defaultKernelName = "python3"
     /// Overrides the kernel name of every request and notebook (KG_FORCE_KERNEL_NAME); empty: none.

@@ -31,7 +31,7 @@ extension Gateway {
         let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: CORSHeadersMiddleware(configuration: c))
-        router.add(middleware: AuthMiddleware(authenticator: TokenAuthenticator(token: c.authToken), publicPaths: []))
+        router.add(middleware: AuthMiddleware(authenticator: TokenAuthenticator(configuration: c), publicPaths: [], adminPaths: []))
         personality.install(on: router)
         let decide: GatewayServerChannel.Decide = { request, _ in
             .refuse(GatewayError(.notFound, "No WebSocket endpoint at \(request.uri.path)"))

@@ -114,7 +114,7 @@ struct Ganymede: AsyncParsableCommand {
             GatewayLogHandler(label: label, level: level, format: format, redactor: redactor)
         }
         let logger = Logger(label: "ganymede")
-        if c.authToken.isEmpty && !["127.0.0.1", "localhost", "::1"].contains(c.ip) {
+        if c.authToken.isEmpty && c.userTokens.isEmpty && c.jwt == nil && !["127.0.0.1", "localhost", "::1"].contains(c.ip) {
             logger.warning("listening beyond loopback without an auth token: anyone who can reach \(c.ip):\(c.port) can run code")
         }
         if c.unauthorizedUsers.contains(c.gatewayUsername) {
@@ -158,6 +158,7 @@ struct Ganymede: AsyncParsableCommand {
         c.port = try port ?? settings.int("port", env: ["EG_PORT", "KG_PORT"]) ?? c.port
         c.baseURL = GatewayConfiguration.normalizeBaseURL(baseURL ?? settings.string("base_url", env: ["EG_BASE_URL", "KG_BASE_URL"]) ?? "/")
         c.authToken = authToken ?? settings.string("auth_token", env: ["EG_AUTH_TOKEN", "KG_AUTH_TOKEN"]) ?? ""
+        try settings.applyIdentities(to: &c)
         c.kernelSpecDirectories = kernelSpecDirs + (settings.string("kernelspec_dirs", env: [])?.split(separator: ":").map(String.init) ?? [])
         c.defaultKernelName = defaultKernelName ?? settings.string("default_kernel_name", env: ["EG_DEFAULT_KERNEL_NAME", "KG_DEFAULT_KERNEL_NAME"]) ?? c.defaultKernelName
         if let v = try listKernels.map(Settings.parseBool) ?? settings.bool("list_kernels", env: ["EG_LIST_KERNELS", "KG_LIST_KERNELS"]) {

@@ -426,6 +426,14 @@ public actor KernelRegistry {
         }
     }
 
+    /// The kernel if `identity` may use it; another user's kernel answers exactly as a
+    /// missing one (404), so ids of other users' kernels cannot be probed.
+    public func kernel(_ id: String, for identity: Identity) throws(GatewayError) -> ManagedKernel {
+        let k = try kernel(id)
+        guard identity.mayUse(kernelOf: k.username) else { throw GatewayError.kernelNotFound(id) }
+        return k
+    }
+
     public func shutdown(_ id: String) async throws(GatewayError) {
         let kernel = try kernel(id)
         await kernel.shutdown()

@@ -26,12 +26,12 @@ struct ChannelsWebSocket {
         guard let id = Self.kernelID(path: request.uri.path, baseURL: configuration.baseURL) else {
             return .refuse(GatewayError(.notFound, "No WebSocket endpoint at \(request.uri.path)"))
         }
-        guard authenticator.isAuthorized(request) else {
+        guard let identity = authenticator.identify(request) else {
             return .refuse(GatewayError.unauthorized)
         }
         let kernel: ManagedKernel
         do {
-            kernel = try await registry.kernel(id)
+            kernel = try await registry.kernel(id, for: identity)
         } catch {
             return .refuse(error)
         }
@@ -69,7 +69,7 @@ struct ChannelsWebSocket {
     /// The answer to a channels request that was not upgraded.
     func httpFallback(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let id = KernelRoutes.kernelID(context)
-        let kernel = try await registry.kernel(id)
+        let kernel = try await registry.kernel(id, for: context.identity)
         if await kernel.isDead {
             throw GatewayError(.notFound, "Kernel \(id) is dead")
         }

@@ -55,6 +55,7 @@ struct SessionRoutes {
         await pruned()
         var out: [[String: Any]] = []
         for record in await store.all() {
+            guard (try? await registry.kernel(record.kernelID, for: context.identity)) != nil else { continue }
             if let m = try? await model(record) { out.append(m) }
         }
         return try HTTPHelpers.json(out)
@@ -78,10 +79,10 @@ struct SessionRoutes {
         let kernelBody = kernelSpec as? [String: Any]
         let kernelID: String
         if let existing = try HTTPHelpers.optionalString(kernelBody, "id") {
-            kernelID = try await registry.kernel(existing).id
+            kernelID = try await registry.kernel(existing, for: context.identity).id
         } else {
             let kernelName = try HTTPHelpers.optionalString(kernelBody, "name")
-            kernelID = try await registry.create(name: kernelName, clientEnv: nil).id
+            kernelID = try await registry.create(name: kernelName, clientEnv: KernelRoutes.owned(nil, by: context.identity)).id
         }
         let record = SessionRecord(id: UUID().uuidString.lowercased(), path: path, name: name, type: type, kernelID: kernelID)
         await store.put(record)
@@ -89,9 +90,13 @@ struct SessionRoutes {
         return try HTTPHelpers.json(try await model(record), status: .created, headers: [.location: location])
     }
 
+    /// The session, if its kernel is one the request's identity may use (else 404, as missing).
     func record(_ context: GatewayRequestContext) async throws -> SessionRecord {
         let id = context.parameters.get("session_id") ?? ""
         guard let record = await store.get(id) else { throw GatewayError.notFound("Session not found: \(id)") }
+        if let k = try? await registry.kernel(record.kernelID), !context.identity.mayUse(kernelOf: k.username) {
+            throw GatewayError.notFound("Session not found: \(id)")
+        }
         return record
     }
 
@@ -112,10 +117,10 @@ struct SessionRoutes {
         if let type = try HTTPHelpers.optionalString(body, "type") { r.type = type }
         if let kernel = body["kernel"] as? [String: Any] {
             if let id = try HTTPHelpers.optionalString(kernel, "id") {
-                r.kernelID = try await registry.kernel(id).id
+                r.kernelID = try await registry.kernel(id, for: context.identity).id
             } else if let name = try HTTPHelpers.optionalString(kernel, "name") {
                 let old = r.kernelID
-                r.kernelID = try await registry.create(name: name, clientEnv: nil).id
+                r.kernelID = try await registry.create(name: name, clientEnv: KernelRoutes.owned(nil, by: context.identity)).id
                 try? await registry.shutdown(old)
             }
         }
