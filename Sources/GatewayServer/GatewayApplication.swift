@@ -124,9 +124,13 @@ public struct Gateway: Sendable {
                      onServerRunning: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
         let c = configuration
         let maxFrameSize = c.maxWebSocketMessageSize
+        let httpIdleTimeout: TimeAmount? = c.httpIdleTimeout > .zero
+            ? .nanoseconds(Int64(c.httpIdleTimeout.components.seconds) * 1_000_000_000 + c.httpIdleTimeout.components.attoseconds / 1_000_000_000)
+            : nil
         let tls = c.tls
         let server = HTTPServerBuilder { responder in
-            let plain = GatewayServerChannel(responder: responder, decide: decide, maxFrameSize: maxFrameSize)
+            var plain = GatewayServerChannel(responder: responder, decide: decide, maxFrameSize: maxFrameSize)
+            plain.idleTimeout = httpIdleTimeout
             guard let tls else { return plain }
             return try TLSChannel(plain, tlsConfiguration: tls)
         }

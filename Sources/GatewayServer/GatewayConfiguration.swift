@@ -111,6 +111,11 @@ public struct GatewayConfiguration: Sendable {
     /// Largest accepted WebSocket message and REST body.
     public var maxWebSocketMessageSize = 64 << 20
     public var maxRequestBodySize = 1 << 20
+    /// How long a connection may take to send a request head, or stay idle between requests,
+    /// before it is closed (slow clients must not pin connections); zero disables.
+    public var httpIdleTimeout: Duration = .seconds(60)
+    /// Open channels WebSockets per user (429 beyond); nil: no limit.
+    public var maxWebSocketsPerUser: Int?
     /// Where connection files and kernel logs are written (mode 0700).
     public var runtimeDirectory: String
     public var gatewayUsername: String

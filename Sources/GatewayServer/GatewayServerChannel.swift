@@ -46,6 +46,8 @@ struct GatewayServerChannel: ServerChildChannel, HTTPChannelHandler {
     let responder: Responder
     let decide: Decide
     let maxFrameSize: Int
+    /// How long a connection may take to send a request head, and stay idle between requests.
+    var idleTimeout: TimeAmount? = .seconds(60)
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -75,6 +77,10 @@ struct GatewayServerChannel: ServerChildChannel, HTTPChannelHandler {
                 },
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
+                        // HTTP is over on this connection: frames must not meet an HTTP handler.
+                        if let responder = try? channel.pipeline.syncOperations.handler(type: ProtocolErrorResponder.self) {
+                            channel.pipeline.syncOperations.removeHandler(responder, promise: nil)
+                        }
                         let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
                             wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                         guard let run = chosen.withLockedValue({ $0 }) else { throw ChannelError.inappropriateOperationForState }
@@ -87,7 +93,9 @@ struct GatewayServerChannel: ServerChildChannel, HTTPChannelHandler {
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout.map {
+                            Duration.nanoseconds($0.nanoseconds)
+                        }, logger: logger))
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                         if let error = refusal.withLockedValue({ $0 }) {
@@ -99,12 +107,17 @@ struct GatewayServerChannel: ServerChildChannel, HTTPChannelHandler {
             )
             var configuration = NIOUpgradableHTTPServerPipelineConfiguration<UpgradeResult>(upgradeConfiguration: serverUpgradeConfiguration)
             configuration.enablePipelining = false
-            // Unparseable requests get NIO's 400 and a close (hummingbird-websocket turns this off).
-            configuration.enableErrorHandling = true
+            // Unparseable requests get a JSON 400 (431 for oversized headers) and a close; NIO's
+            // own handler would answer an empty 400 (hummingbird-websocket turns it off).
+            configuration.enableErrorHandling = false
             configuration.enableResponseHeaderValidation = false
             let negotiation = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
             let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPServerUpgradeHandler<UpgradeResult>.self)
             try channel.pipeline.syncOperations.addHandler(UpgradeHeaderValidator(), position: .before(upgradeHandler))
+            try channel.pipeline.syncOperations.addHandler(ProtocolErrorResponder(), position: .before(upgradeHandler))
+            if let idleTimeout {
+                try channel.pipeline.syncOperations.addHandler(RequestHeadDeadline(timeout: idleTimeout), position: .before(upgradeHandler))
+            }
             return Value(upgradeResult: negotiation, channel: channel)
         }
     }

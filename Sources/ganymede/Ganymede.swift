@@ -40,6 +40,10 @@ struct Ganymede: AsyncParsableCommand {
     var inheritedEnvs: String?
     @Option(name: .customLong("allow-origin"), help: "Access-Control-Allow-Origin. Env: EG_ALLOW_ORIGIN, KG_ALLOW_ORIGIN. Also EG_ALLOW_CREDENTIALS, EG_ALLOW_HEADERS, EG_ALLOW_METHODS, EG_EXPOSE_HEADERS, EG_MAX_AGE.")
     var allowOrigin: String?
+    @Option(name: .customLong("http-idle-timeout"), help: "Seconds a connection may take to send a request head or stay idle between requests; 0 disables. Default 60.")
+    var httpIdleTimeout: Double?
+    @Option(name: .customLong("max-websockets-per-user"), help: "Open kernel WebSockets per user (429 beyond). Default: no limit.")
+    var maxWebSocketsPerUser: Int?
     @Option(name: .customLong("ws-ping-interval"), help: "Seconds between WebSocket pings; 0 disables. Env: EG_WS_PING_INTERVAL_SECS, KG_WS_PING_INTERVAL_SECS. Default 30.")
     var wsPingInterval: Double?
     @Option(name: .customLong("kernel-info-timeout"), help: "Seconds a WebSocket connect waits for kernel_info_reply. Env: EG_KERNEL_INFO_TIMEOUT. Default 60.")
@@ -175,6 +179,13 @@ struct Ganymede: AsyncParsableCommand {
         c.maxAge = settings.string("max_age", env: ["EG_MAX_AGE", "KG_MAX_AGE"]) ?? ""
         if let s = try wsPingInterval ?? settings.double("ws_ping_interval", env: ["EG_WS_PING_INTERVAL_SECS", "KG_WS_PING_INTERVAL_SECS"]) {
             c.wsPingInterval = .milliseconds(Int64(max(0, s) * 1000))
+        }
+        if let s = try httpIdleTimeout ?? settings.double("http_idle_timeout", env: []) {
+            c.httpIdleTimeout = .milliseconds(Int64(max(0, s) * 1000))
+        }
+        if let n = try maxWebSocketsPerUser ?? settings.int("max_websockets_per_user", env: []) {
+            guard n > 0 else { throw ValidationError("--max-websockets-per-user must be positive") }
+            c.maxWebSocketsPerUser = n
         }
         if let s = try kernelInfoTimeout ?? settings.double("kernel_info_timeout", env: ["EG_KERNEL_INFO_TIMEOUT", "KG_KERNEL_INFO_TIMEOUT"]) {
             c.kernelInfoTimeout = .milliseconds(Int64(max(0.1, s) * 1000))

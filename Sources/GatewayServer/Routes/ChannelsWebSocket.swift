@@ -17,6 +17,8 @@ struct ChannelsWebSocket {
     let registry: KernelRegistry
     let configuration: GatewayConfiguration
     let authenticator: TokenAuthenticator
+    /// Open channels WebSockets per user, for `max_websockets_per_user`.
+    let perUser = WebSocketsPerUser()
 
     /// The checks of the upgrade, before any byte of WebSocket: authentication, a known and
     /// live kernel, and its `kernel_info_reply`. A refusal carries the same JSON error the
@@ -39,14 +41,22 @@ struct ChannelsWebSocket {
             return .refuse(GatewayError.kernelNotFound(id))
         }
         if await kernel.isDead { return .refuse(GatewayError(.notFound, "Kernel \(id) is dead")) }
+        let user = identity.user ?? kernel.username
+        if let max = configuration.maxWebSocketsPerUser, await perUser.count(user) >= max {
+            return .refuse(GatewayError(.tooManyRequests, reason: "Too Many Requests",
+                                        "User '\(user)' already has \(max) open kernel WebSockets (max_websockets_per_user)"))
+        }
         guard await connection.waitUntilReady(timeout: configuration.kernelInfoTimeout) else {
             return .refuse(GatewayError(.serviceUnavailable, reason: "Kernel not ready",
                                         "Kernel \(id) did not answer kernel_info_request within \(configuration.kernelInfoTimeout)"))
         }
         let proto = Self.negotiate(request)
         let headers: HTTPFields = proto == .v1 ? [.secWebSocketProtocol: WebSocketProtocol.v1.rawValue] : [:]
+        let counter = perUser
         let run = GatewayServerChannel.runner(configuration: ws) { inbound, outbound, context in
+            await counter.opened(user)
             await self.relay(inbound, outbound, request: request, kernelID: id, logger: context.logger)
+            await counter.closed(user)
         }
         return .upgrade(headers, run)
     }
@@ -138,5 +148,16 @@ struct ChannelsWebSocket {
         }
         await connection.removeClient(client)
         logger.debug("websocket closed", metadata: ["session_id": "\(session)"])
+    }
+}
+
+/// Open channels WebSockets by user.
+actor WebSocketsPerUser {
+    private var open: [String: Int] = [:]
+    func count(_ user: String) -> Int { open[user] ?? 0 }
+    func opened(_ user: String) { open[user, default: 0] += 1 }
+    func closed(_ user: String) {
+        let n = (open[user] ?? 1) - 1
+        open[user] = n > 0 ? n : nil
     }
 }
