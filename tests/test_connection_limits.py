@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
 
 import pytest
 import websocket
@@ -14,9 +15,13 @@ import websocket
 from conftest import Gateway, KernelWS, execute_ok
 
 
+SPECS = Path(__file__).resolve().parent / "fixtures" / "kernelspecs"
+
+
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory):
-    g = Gateway(tmp_path_factory.mktemp("limits"), args=["--http-idle-timeout", "1.5", "--max-websockets-per-user", "2"]).start()
+    g = Gateway(tmp_path_factory.mktemp("limits"), args=["--http-idle-timeout", "1.5", "--max-websockets-per-user", "2",
+                                                         "--kernelspec-dir", str(SPECS)]).start()
     yield g
     g.stop()
 
@@ -54,7 +59,11 @@ def test_idle_keep_alive_is_closed(gw):
 
 
 def test_long_requests_are_not_cut_by_the_idle_timeout(gw):
-    """The bound is on a silent client, not on a slow answer: a start longer than it succeeds."""
+    """The bound is on a silent client, not on a slow answer: a start that takes twice the idle
+    timeout still gets its answer (here the launch timeout's JSON error), and so does a cell."""
+    began = time.monotonic()
+    slow = gw.post("api/kernels", json={"name": "hang_forever", "env": {"KERNEL_LAUNCH_TIMEOUT": "3"}}, timeout=90)
+    assert time.monotonic() - began >= 2.9 and slow.status_code >= 500 and slow.json()["reason"], slow.text
     r = gw.post("api/kernels", json={"name": "python3"}, timeout=90)
     assert r.status_code == 201
     with KernelWS(gw, r.json()["id"]) as ws:
