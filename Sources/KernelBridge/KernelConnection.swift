@@ -579,30 +579,41 @@ public actor KernelConnection {
 /// Lock-free, so the relay's hot path pays one atomic operation per message.
 public final class ClientQueue: Sendable {
     public let limit: Int
-    private let bytes = Atomic<Int>(0)
+    /// Bytes handed to the client and not yet written, and how many of the oldest of them were
+    /// a forced replay. The bound applies to the rest: a client that reconnects to a replay
+    /// larger than the bound while its kernel keeps printing is not cut for the replay, only if
+    /// it then falls `limit` behind the live output (the writer releases in order, so the first
+    /// bytes released are the replay's).
+    private let state = Mutex<(bytes: Int, forced: Int)>((0, 0))
 
     init(limit: Int) { self.limit = limit }
 
-    public var queued: Int { bytes.load(ordering: .relaxed) }
+    public var queued: Int { state.withLock { $0.bytes } }
 
-    /// False when the message would take the queue past its limit (a message larger than the
-    /// limit still goes through an empty queue, so one big output never disconnects).
+    /// False when the message would take the queue's live part past its limit (a message larger
+    /// than the limit still goes through an empty queue, so one big output never disconnects).
     func reserve(_ size: Int) -> Bool {
-        let before = bytes.add(size, ordering: .relaxed).oldValue
-        if before > 0 && before + size > limit {
-            bytes.subtract(size, ordering: .relaxed)
-            return false
+        state.withLock { s in
+            let live = s.bytes - s.forced
+            if live > 0 && live + size > limit { return false }
+            s.bytes += size
+            return true
         }
-        return true
     }
 
     /// Counts a message that must go out regardless (a replay).
     func force(_ size: Int) {
-        bytes.add(size, ordering: .relaxed)
+        state.withLock { s in
+            s.bytes += size
+            s.forced += size
+        }
     }
 
     /// The writer wrote a message of this many raw bytes.
     public func release(_ size: Int) {
-        bytes.subtract(size, ordering: .relaxed)
+        state.withLock { s in
+            s.bytes -= size
+            s.forced = max(0, s.forced - size)
+        }
     }
 }
