@@ -640,6 +640,9 @@ class Bench:
         meta["machine"] = machine_description()
         all_gw = {"ganymede": lambda: Ganymede(a.binary), "eg": EnterpriseGateway, "kg": KernelGateway,
                   "jupyverse": Jupyverse}
+        unknown = [k for k in a.targets.split(",") if k not in all_gw]
+        if unknown:  # before anything starts: a typo must not leave gateways running
+            raise SystemExit(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(all_gw)} (the direct client always runs)")
         for key in a.targets.split(","):
             gw = all_gw[key]()
             try:
