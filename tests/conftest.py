@@ -363,6 +363,10 @@ class KernelTracker:
     def adopt(self, kernel_id: str):
         self.ids.append(kernel_id)
 
+    def delete(self, kernel_id: str):
+        assert self.gw.delete(f"api/kernels/{kernel_id}", timeout=60).status_code == 204
+        self.ids.remove(kernel_id)
+
     def cleanup(self):
         for kid in self.ids:
             if self.gw.is_running():
@@ -631,9 +635,10 @@ class KernelWS:
         return msg
 
     def collect(self, pred: Callable[[dict], bool], until: Callable[[list[dict]], bool], timeout: float = 60,
-                what: str = "messages") -> list[dict]:
-        """Read messages; keep those matching pred until until(kept) is true."""
-        kept: list[dict] = []
+                what: str = "messages", into: list[dict] | None = None) -> list[dict]:
+        """Read messages; keep those matching pred until until(kept) is true. With `into`, kept
+        messages are appended to that list (so a caller keeps what arrived before a close)."""
+        kept: list[dict] = [] if into is None else into
         deadline = time.monotonic() + timeout
         while not until(kept):
             left = deadline - time.monotonic()

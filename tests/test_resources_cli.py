@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import Gateway, wait_until
+from contextlib import contextmanager
+
+from conftest import Gateway, KernelTracker, wait_until
 
 
 def test_profiles_from_config_file(tmp_path):
@@ -50,37 +52,35 @@ def test_bad_profiles_stop_the_gateway_with_a_reason(tmp_path):
     assert "resource_profiles" in p.stdout + p.stderr
 
 
-def test_max_resources_per_user(tmp_path):
-    cfg = tmp_path / "limits.yaml"
-    cfg.write_text("resource_profiles:\n  small: {cpus: 0.5, memory: 128Mi}\n"
-                   "max_resources_per_user: {cpus: 1, memory: 1Gi}\n")
-    gw = Gateway(tmp_path / "gw", args=["--config", str(cfg)]).start()
-    ids = []
+@contextmanager
+def configured_gateway(tmp_path, config: str, env: dict | None = None):
+    """A gateway reading `config` as its YAML file, and a tracker that deletes its kernels."""
+    cfg = tmp_path / "ganymede.yaml"
+    cfg.write_text(config)
+    gw = Gateway(tmp_path / "gw", args=["--config", str(cfg)], env=env).start()
+    tracker = KernelTracker(gw)
     try:
-        def start(user, **env):
-            return gw.request("POST", "api/kernels", timeout=90,
-                              json={"name": "python3", "env": {"KERNEL_USERNAME": user, **env}})
-        for _ in range(2):
-            r = start("alice", KERNEL_RESOURCE_PROFILE="small")
-            assert r.status_code == 201, r.text
-            ids.append(r.json()["id"])
-        third = start("alice", KERNEL_RESOURCE_PROFILE="small")
-        assert third.status_code == 403, third.text
-        assert third.json()["message"] == ("A max resources per user limit has been set to 1 of CPUs and user 'alice' holds 1 "
-                                           "in running kernels; this kernel asks for 0.5 more."), third.text
-        big = start("bob", KERNEL_MEMORY="2Gi")
-        assert big.status_code == 403 and "2 GiB more" in big.json()["message"], big.text
-        r = start("bob", KERNEL_RESOURCE_PROFILE="small")  # another user's kernels do not count
-        assert r.status_code == 201, r.text
-        ids.append(r.json()["id"])
-        assert gw.request("DELETE", f"api/kernels/{ids.pop(0)}", timeout=60).status_code == 204
-        r = start("alice", KERNEL_RESOURCE_PROFILE="small")  # released on delete
-        assert r.status_code == 201, r.text
-        ids.append(r.json()["id"])
+        yield gw, tracker
     finally:
-        for kid in ids:
-            gw.request("DELETE", f"api/kernels/{kid}", timeout=60)
+        tracker.cleanup()
         gw.stop()
+
+
+def test_max_resources_per_user(tmp_path):
+    with configured_gateway(tmp_path, "resource_profiles:\n  small: {cpus: 0.5, memory: 128Mi}\n"
+                                      "max_resources_per_user: {cpus: 1, memory: 1Gi}\n") as (gw, kernels):
+        def start(user, expect=201, **env):
+            return kernels.create("python3", env={"KERNEL_USERNAME": user, **env}, expect=expect)
+        first = start("alice", KERNEL_RESOURCE_PROFILE="small")
+        start("alice", KERNEL_RESOURCE_PROFILE="small")
+        third = start("alice", 403, KERNEL_RESOURCE_PROFILE="small")
+        assert third["message"] == ("A max resources per user limit has been set to 1 of CPUs and user 'alice' holds 1 "
+                                    "in running kernels; this kernel asks for 0.5 more."), third
+        big = start("bob", 403, KERNEL_MEMORY="2Gi")
+        assert "2 GiB more" in big["message"], big
+        start("bob", KERNEL_RESOURCE_PROFILE="small")  # another user's kernels do not count
+        kernels.delete(first["id"])
+        start("alice", KERNEL_RESOURCE_PROFILE="small")  # released on delete
 
 
 def test_unknown_profile_field_stops_the_gateway(tmp_path):
@@ -105,57 +105,36 @@ def _fake_nvidia_smi(directory, gpus: int):
 def test_gpu_sharing(tmp_path):
     from conftest import KernelWS, base_env, execute_ok
     fake = _fake_nvidia_smi(tmp_path / "bin", 2)
-    cfg = tmp_path / "gpus.yaml"
-    cfg.write_text("gpu_sharing: 2\n")
-    gw = Gateway(tmp_path / "gw", args=["--config", str(cfg)], env={"PATH": f"{fake}:{base_env()['PATH']}"}).start()
-    ids = []
-    try:
-        def start(n):
-            return gw.request("POST", "api/kernels", timeout=90, json={"name": "python3", "env": {"KERNEL_GPUS": str(n)}})
-        devices = []
-        for _ in range(4):
-            r = start(1)
-            assert r.status_code == 201, r.text
-            ids.append(r.json()["id"])
-            devices += r.json()["resources"]["gpus"]
+    with configured_gateway(tmp_path, "gpu_sharing: 2\n", env={"PATH": f"{fake}:{base_env()['PATH']}"}) as (gw, kernels):
+        def start(n, expect=201):
+            return kernels.create("python3", env={"KERNEL_GPUS": str(n)}, expect=expect)
+        started = [start(1) for _ in range(4)]
+        devices = [d for m in started for d in m["resources"]["gpus"]]
         assert sorted(devices) == [0, 0, 1, 1], devices  # least used device first, two kernels each
-        full = start(1)
-        assert full.status_code == 503 and "shared by up to 2" in full.json()["message"], full.text
+        full = start(1, 503)
+        assert "shared by up to 2" in full["message"], full
         assert gw.request("GET", "api/resources").json()["gpu_sharing"] == 2
-        assert gw.request("DELETE", f"api/kernels/{ids.pop(0)}", timeout=60).status_code == 204
-        assert gw.request("DELETE", f"api/kernels/{ids.pop(0)}", timeout=60).status_code == 204
+        kernels.delete(started[0]["id"])
+        kernels.delete(started[1]["id"])
         both = start(2)  # one kernel never gets the same device twice
-        assert both.status_code == 201, both.text
-        ids.append(both.json()["id"])
-        assert sorted(both.json()["resources"]["gpus"]) == [0, 1]
-        with KernelWS(gw, both.json()["id"]) as ws:
+        assert sorted(both["resources"]["gpus"]) == [0, 1]
+        with KernelWS(gw, both["id"]) as ws:
             res = execute_ok(ws, "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])")
             assert sorted(res.stdout.strip().split(",")) == ["0", "1"]
-    finally:
-        for kid in ids:
-            gw.request("DELETE", f"api/kernels/{kid}", timeout=60)
-        gw.stop()
 
 
 def test_queued_start_waits_for_a_release(tmp_path):
     import threading
     import time
-    cfg = tmp_path / "queue.yaml"
-    cfg.write_text("queue_resource_requests: true\n")
-    gw = Gateway(tmp_path / "gw", args=["--config", str(cfg)]).start()
-    ids = []
-    try:
+    with configured_gateway(tmp_path, "queue_resource_requests: true\n") as (gw, kernels):
         total = gw.request("GET", "api/resources").json()["hosts"]["localhost"]["capacity"]["cpus"]
         half = str(total / 2)
-        for _ in range(2):
-            r = gw.request("POST", "api/kernels", timeout=90, json={"name": "python3", "env": {"KERNEL_CPUS": half}})
-            assert r.status_code == 201, r.text
-            ids.append(r.json()["id"])
+        first = kernels.create("python3", env={"KERNEL_CPUS": half})
+        kernels.create("python3", env={"KERNEL_CPUS": half})
         # Short launch timeout: refused after waiting, saying so.
         began = time.monotonic()
-        r = gw.request("POST", "api/kernels", timeout=90,
-                       json={"name": "python3", "env": {"KERNEL_CPUS": half, "KERNEL_LAUNCH_TIMEOUT": "2"}})
-        assert r.status_code == 503 and "in the queue" in r.json()["message"], r.text
+        refused = kernels.create("python3", env={"KERNEL_CPUS": half, "KERNEL_LAUNCH_TIMEOUT": "2"}, expect=503)
+        assert "in the queue" in refused["message"], refused
         assert time.monotonic() - began >= 1.9
         # A queued start is admitted as soon as a kernel ends.
         result = {}
@@ -163,12 +142,8 @@ def test_queued_start_waits_for_a_release(tmp_path):
             "POST", "api/kernels", timeout=120, json={"name": "python3", "env": {"KERNEL_CPUS": half}})))
         waiter.start()
         wait_until(lambda: gw.request("GET", "api/resources").json()["queued"] == 1, 20, what="the start to queue")
-        assert gw.request("DELETE", f"api/kernels/{ids.pop(0)}", timeout=60).status_code == 204
+        kernels.delete(first["id"])
         waiter.join(90)
         assert result["r"].status_code == 201, result["r"].text
-        ids.append(result["r"].json()["id"])
+        kernels.adopt(result["r"].json()["id"])
         assert gw.request("GET", "api/resources").json()["queued"] == 0
-    finally:
-        for kid in ids:
-            gw.request("DELETE", f"api/kernels/{kid}", timeout=60)
-        gw.stop()

@@ -48,9 +48,8 @@ public struct LocalResourceLimits: Sendable {
         }
         if ok, let cpus {
             let dir = "\(root)/cpu/ganymede/\(kernelID)"
-            let period = 100_000
-            ok = make(dir) && write("\(period)", to: "\(dir)/cpu.cfs_period_us")
-                && write("\(max(1000, Int(cpus * Double(period))))", to: "\(dir)/cpu.cfs_quota_us")
+            ok = make(dir) && write("\(Self.cfsPeriod)", to: "\(dir)/cpu.cfs_period_us")
+                && write("\(Self.cfsQuota(cpus: cpus))", to: "\(dir)/cpu.cfs_quota_us")
             dirs.append(dir)
         }
         if ok {
@@ -84,8 +83,7 @@ public struct LocalResourceLimits: Sendable {
             _ = write("0", to: "\(dir)/memory.swap.max")  // absent when swap accounting is off
         }
         if ok, let cpus {
-            let period = 100_000
-            ok = write("\(max(1000, Int(cpus * Double(period)))) \(period)", to: "\(dir)/cpu.max")
+            ok = write("\(Self.cfsQuota(cpus: cpus)) \(Self.cfsPeriod)", to: "\(dir)/cpu.max")
         }
         guard ok else {
             rmdir(dir)
@@ -104,11 +102,10 @@ public struct LocalResourceLimits: Sendable {
             script += "exec \"$@\""
             return ["/bin/sh", "-c", script, "ganymede-limits"] + argv
         case .rlimit:
-            if let memoryBytes { script += "ulimit -v \(max(1, memoryBytes / 1024)) || exit 97; " }
+            if let memoryBytes { script += "ulimit -v \(Self.addressSpaceKiB(memoryBytes)) || exit 97; " }
             let tasksets: [String] = ["/usr/bin/taskset", "/bin/taskset"]
             if let cpus, let taskset = tasksets.first(where: { path in access(path, X_OK) == 0 }) {
-                let n = max(1, Int(cpus.rounded(.up)))
-                script += "exec \(taskset) -c 0-\(n - 1) \"$@\""
+                script += "exec \(taskset) -c 0-\(Self.wholeCPUs(cpus) - 1) \"$@\""
             } else {
                 script += "exec \"$@\""
             }
@@ -120,12 +117,24 @@ public struct LocalResourceLimits: Sendable {
     public func oomKills() -> Int {
         guard let memoryDirectory else { return 0 }
         let file = mechanism == .cgroupV2 ? "memory.events" : "memory.oom_control"
-        guard let text = try? String(contentsOfFile: "\(memoryDirectory)/\(file)", encoding: .utf8) else { return 0 }
+        return (try? String(contentsOfFile: "\(memoryDirectory)/\(file)", encoding: .utf8)).map(Self.oomKillCount) ?? 0
+    }
+
+    /// The `oom_kill N` line of a memory cgroup's `memory.oom_control` (v1) or `memory.events` (v2).
+    static func oomKillCount(in text: String) -> Int {
         for line in text.split(separator: "\n") where line.hasPrefix("oom_kill ") {
             return Int(line.split(separator: " ").last ?? "") ?? 0
         }
         return 0
     }
+
+    /// CFS quota in µs per 100 ms period for `cpus` (at least 1 ms, the kernel's minimum).
+    static func cfsQuota(cpus: Double) -> Int { max(1000, Int(cpus * Double(cfsPeriod))) }
+    static let cfsPeriod = 100_000
+    /// `ulimit -v` takes KiB.
+    static func addressSpaceKiB(_ bytes: Int64) -> Int64 { max(1, bytes / 1024) }
+    /// Whole CPUs for affinity (`taskset -c 0-(n-1)`), rounded up.
+    static func wholeCPUs(_ cpus: Double) -> Int { max(1, Int(cpus.rounded(.up))) }
 
     /// Removes the cgroups once the kernel process is gone.
     public func remove() {

@@ -95,11 +95,7 @@ public struct JWTVerifier: Sendable {
     static func valid(_ signature: [UInt8], over data: [UInt8], with key: Key) -> Bool {
         switch key.material {
         case .hmac(let secret):
-            let mac = Array(HMAC<SHA256>.authenticationCode(for: data, using: secret))
-            guard mac.count == signature.count else { return false }
-            var diff: UInt8 = 0
-            for (a, b) in zip(mac, signature) { diff |= a ^ b }
-            return diff == 0
+            return HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: data, using: secret)
         case .rsa(let publicKey):
             return publicKey.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: SHA256.hash(data: data),
                                               padding: .insecurePKCS1v1_5)

@@ -104,8 +104,7 @@ public actor KernelRegistry {
         for spec in specs.all.values {
             switch try? ProvisionerCatalog.kind(for: spec) {
             case .ssh?:
-                let own = SSHProvisioner.hosts(spec.processProxy?["config"]?["remote_hosts"])
-                sshHosts.formUnion(own.isEmpty ? remote.configuration.remoteHosts : own)
+                sshHosts.formUnion(SSHProvisioner.candidateHosts(config: spec.processProxy?["config"], configuration: remote.configuration))
             case .slurm?: slurm = true
             default: break
             }
@@ -241,13 +240,15 @@ public actor KernelRegistry {
                                       timeout: Duration) async throws(GatewayError) -> (KernelSpec, KernelResources?) {
         let began = ContinuousClock.now
         let deadline = began + timeout
-        let placement = try await sshPlacementHosts(clientEnv: clientEnv, spec: spec, kind: kind)
+        let policy = ResourcePolicy(profiles: current.resourceProfiles, allowCustom: current.allowCustomResources)
+        let wanted = try policy.request(env: clientEnv, spec: spec)
+        let placement = try await sshPlacementHosts(wanted: wanted, clientEnv: clientEnv, spec: spec, kind: kind)
         while true {
             let generation = placement.isEmpty ? ledger.releaseGeneration : hostLedgers.releaseGeneration(placement)
             let outcome: Result<(KernelSpec, KernelResources?), GatewayError>
             do {
-                outcome = .success(try admitResources(id: id, clientEnv: clientEnv, spec: spec, env: &env, kind: kind,
-                                                      placement: placement))
+                outcome = .success(try admitResources(id: id, wanted: wanted, spec: spec, env: &env, kind: kind,
+                                                      username: username, placement: placement))
             } catch {
                 outcome = .failure(error)
             }
@@ -274,26 +275,13 @@ public actor KernelRegistry {
         }
     }
 
-    /// Resolves the start's resource request and admits it where the kernel will run.
-    ///
-    /// - Local kernels: against this host's capacity (503 naming what is short), with GPUs
-    ///   assigned (CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES) and the argv wrapped so the
-    ///   kernel's cgroup limits apply from its first instruction.
-    /// - Slurm kernels: Slurm is the one that admits and places them; the grant becomes
-    ///   `--cpus-per-task`, `--mem`, `--gres=gpu:N` and the profile's partition.
-    /// - SSH kernels: the grant travels with the launch request (the remote host's capacity is
-    ///   not known to this gateway), and is enforced there by rlimits and CPU affinity.
     /// SSH hosts the gateway places a kernel on itself (by free capacity): when the kernel asks for
     /// resources, or when `EG_LOAD_BALANCING_ALGORITHM=free-capacity`. Empty otherwise (the SSH
     /// provisioner picks with EG's algorithms). Hosts' capacities are found here if not yet known.
-    private func sshPlacementHosts(clientEnv: [String: String]?, spec: KernelSpec,
+    private func sshPlacementHosts(wanted: ResourceRequest, clientEnv: [String: String]?, spec: KernelSpec,
                                    kind: ProvisionerCatalog.Kind) async throws(GatewayError) -> [String] {
-        guard kind == .ssh else { return [] }
-        let policy = ResourcePolicy(profiles: current.resourceProfiles, allowCustom: current.allowCustomResources)
-        let wanted = try policy.request(env: clientEnv, spec: spec)
-        guard !wanted.isEmpty || remote.configuration.loadBalancing == .freeCapacity else { return [] }
-        var hosts = SSHProvisioner.hosts(spec.processProxy?["config"]?["remote_hosts"])
-        if hosts.isEmpty { hosts = remote.configuration.remoteHosts }
+        guard kind == .ssh, !wanted.isEmpty || remote.configuration.loadBalancing == .freeCapacity else { return [] }
+        var hosts = SSHProvisioner.candidateHosts(config: spec.processProxy?["config"], configuration: remote.configuration)
         if let asked = clientEnv?["KERNEL_REMOTE_HOST"], !asked.isEmpty { hosts = [asked] }
         let problems = await hostLedgers.ensure(hosts, remote: remote, logger: logger)
         let usable = hosts.filter { problems[$0] == nil }
@@ -304,27 +292,33 @@ public actor KernelRegistry {
         return usable
     }
 
-    private func admitResources(id: String, clientEnv: [String: String]?, spec: KernelSpec, env: inout [String: String],
-                                kind: ProvisionerCatalog.Kind, placement: [String] = []) throws(GatewayError) -> (KernelSpec, KernelResources?) {
-        let policy = ResourcePolicy(profiles: current.resourceProfiles, allowCustom: current.allowCustomResources)
-        let wanted = try policy.request(env: clientEnv, spec: spec)
+    /// Admits `wanted` where the kernel will run.
+    ///
+    /// - Local kernels: against this host's capacity (503 naming what is short), with GPUs
+    ///   assigned (CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES) and the argv wrapped so the
+    ///   kernel's cgroup limits apply from its first instruction.
+    /// - SSH kernels placed by the gateway (`placement`): on the host with the most free room
+    ///   (`placeOnSSHHost`); the remote shell enforces the limits there.
+    /// - Other SSH and Slurm kernels: the grant travels with the launch request; Slurm admits and
+    ///   places (`--cpus-per-task`, `--mem`, `--gres=gpu:N`, the profile's partition).
+    private func admitResources(id: String, wanted: ResourceRequest, spec: KernelSpec, env: inout [String: String],
+                                kind: ProvisionerCatalog.Kind, username: String,
+                                placement: [String]) throws(GatewayError) -> (KernelSpec, KernelResources?) {
         if kind == .local, !ledger.capacity.gpus.isEmpty {
             // Exclusive assignment: a kernel sees only the devices it was given (none unless asked).
             env["CUDA_VISIBLE_DEVICES"] = ""
             env["NVIDIA_VISIBLE_DEVICES"] = "none"
         }
-        let username = env["KERNEL_USERNAME"] ?? configuration.gatewayUsername
         if !placement.isEmpty {
             try checkUserMaximum(username, adding: wanted)
-            return try placeOnSSHHost(id: id, wanted: wanted, hosts: placement, spec: spec, env: &env, username: username)
+            return try placeOnSSHHost(id: id, wanted: wanted, hosts: placement, spec: spec, env: &env)
         }
         guard !wanted.isEmpty else { return (spec, nil) }
         try checkUserMaximum(username, adding: wanted)
         guard kind == .local else {
             logger.info("resources requested from the backend", metadata: ["kernel_id": "\(id)", "resources": "\(wanted.summary)",
                                                                            "backend": "\(kind.rawValue)"])
-            return (spec, KernelResources(grant: .init(request: wanted, gpuIndices: []), ledger: nil, limits: nil, username: username,
-                                          host: nil))
+            return (spec, KernelResources(grant: .init(request: wanted, gpuIndices: []), ledger: nil, limits: nil))
         }
         let grant = try ledger.reserve(kernelID: id, wanted)
         if !grant.gpuIndices.isEmpty {
@@ -338,14 +332,14 @@ public actor KernelRegistry {
         if let limits { launchSpec.file.argv = limits.wrap(spec.file.argv) }
         logger.info("resources granted", metadata: ["kernel_id": "\(id)", "resources": "\(wanted.summary)",
                                                     "gpus": "\(grant.gpuIndices)", "mechanism": "\(limits?.mechanism.rawValue ?? "none")"])
-        return (launchSpec, KernelResources(grant: grant, ledger: ledger, limits: limits, username: username, host: "localhost"))
+        return (launchSpec, KernelResources(grant: grant, ledger: ledger, limits: limits))
     }
 
     /// Reserves the kernel on the SSH host with the most free capacity that fits it (CPUs, then
     /// memory), names that host for the provisioner (KERNEL_REMOTE_HOST) and hands the kernel its
     /// GPUs there; 503 listing each host's shortfall when none fits.
     private func placeOnSSHHost(id: String, wanted: ResourceRequest, hosts: [String], spec: KernelSpec,
-                                env: inout [String: String], username: String) throws(GatewayError) -> (KernelSpec, KernelResources?) {
+                                env: inout [String: String]) throws(GatewayError) -> (KernelSpec, KernelResources?) {
         let ranked = hosts.compactMap { host in hostLedgers.ledger(host).map { (host, $0) } }.sorted { a, b in
             let (fa, fb) = (a.1.free, b.1.free)
             return (fa.cpus ?? 0, fa.memoryBytes ?? 0) > (fb.cpus ?? 0, fb.memoryBytes ?? 0)
@@ -367,7 +361,7 @@ public actor KernelRegistry {
             }
             logger.info("placed on SSH host by free capacity", metadata: ["kernel_id": "\(id)", "host": "\(host)",
                                                                          "resources": "\(wanted.summary)", "gpus": "\(grant.gpuIndices)"])
-            return (spec, KernelResources(grant: grant, ledger: hostLedger, limits: nil, username: username, host: host))
+            return (spec, KernelResources(grant: grant, ledger: hostLedger, limits: nil))
         }
         throw GatewayError(.serviceUnavailable, reason: "Insufficient resources",
                            "No SSH host has room for \(wanted.isEmpty ? "another kernel" : wanted.summary): "

@@ -435,8 +435,4 @@ public struct KernelResources: Sendable {
     public let grant: ResourceLedger.Grant
     public let ledger: ResourceLedger?
     public let limits: LocalResourceLimits?
-    /// Whose per-user maximum it counts toward.
-    public let username: String
-    /// Where the grant is held ("localhost" or an SSH host; nil where the backend admits).
-    public let host: String?
 }

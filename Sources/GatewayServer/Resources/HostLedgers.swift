@@ -51,8 +51,7 @@ final class HostLedgers: Sendable {
             } else {
                 do {
                     let found = try await remote.ssh.inventory(host)
-                    capacity = .init(cpus: found.cpus, memoryBytes: found.memoryBytes,
-                                     gpus: found.gpus.map { GPUDevice(index: $0.index, uuid: $0.uuid, name: $0.name) })
+                    capacity = .init(cpus: found.cpus, memoryBytes: found.memoryBytes, gpus: found.gpus)
                     logger.info("SSH host inventory", metadata: ["host": "\(host)", "cpus": "\(found.cpus)",
                                                                  "memory_bytes": "\(found.memoryBytes)", "gpus": "\(found.gpus.count)"])
                 } catch {

@@ -3,19 +3,6 @@ import Foundation
 import Logging
 import Synchronization
 
-/// A GPU of the gateway host, as `nvidia-smi --query-gpu=index,uuid,name --format=csv,noheader` lists it.
-public struct GPUDevice: Sendable, Codable, Equatable {
-    public var index: Int
-    public var uuid: String
-    public var name: String
-
-    public init(index: Int, uuid: String, name: String) {
-        self.index = index
-        self.uuid = uuid
-        self.name = name
-    }
-}
-
 /// What the gateway host offers and what its kernels hold: admission control for local
 /// kernels. A start that does not fit is refused with 503 naming what is short; every kind of
 /// kernel end (shutdown, cull, final death, failed start) releases its grant. Synchronous (a
@@ -72,7 +59,7 @@ public final class ResourceLedger: Sendable {
         guard let smi = candidates.first(where: { path in access(path, X_OK) == 0 }) else { return [] }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: smi)
-        process.arguments = ["--query-gpu=index,uuid,name", "--format=csv,noheader"]
+        process.arguments = GPUDevice.nvidiaSMIArguments
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
@@ -85,15 +72,7 @@ public final class ResourceLedger: Sendable {
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else { return [] }
-        return parseGPUs(String(decoding: data, as: UTF8.self))
-    }
-
-    static func parseGPUs(_ csv: String) -> [GPUDevice] {
-        csv.split(separator: "\n").compactMap { line in
-            let f = line.split(separator: ",", maxSplits: 2).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard f.count == 3, let index = Int(f[0]) else { return nil }
-            return GPUDevice(index: index, uuid: f[1], name: f[2])
-        }
+        return GPUDevice.parse(String(decoding: data, as: UTF8.self))
     }
 
     public var inUse: ResourceRequest { state.withLock { Self.used($0) } }

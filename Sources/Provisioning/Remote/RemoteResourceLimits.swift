@@ -24,16 +24,15 @@ public enum RemoteResourceLimits {
             let dir = RemoteCommand.quote("\(root)/memory/ganymede/\(kernelID)")
             s += "if mkdir -p \(dir) 2>/dev/null && echo \(bytes) > \(dir)/memory.limit_in_bytes 2>/dev/null; "
                 + "then echo $$ > \(dir)/cgroup.procs || exit 97; "
-                + "else rmdir \(dir) 2>/dev/null; ulimit -v \(max(1, bytes / 1024)) || exit 97; fi; "
+                + "else rmdir \(dir) 2>/dev/null; ulimit -v \(LocalResourceLimits.addressSpaceKiB(bytes)) || exit 97; fi; "
         }
         if let cpus = r.cpus {
             let dir = RemoteCommand.quote("\(root)/cpu/ganymede/\(kernelID)")
-            let quota = max(1000, Int(cpus * 100_000))
-            let whole = max(1, Int(cpus.rounded(.up)))
-            s += "if mkdir -p \(dir) 2>/dev/null && echo 100000 > \(dir)/cpu.cfs_period_us 2>/dev/null "
-                + "&& echo \(quota) > \(dir)/cpu.cfs_quota_us 2>/dev/null; "
+            s += "if mkdir -p \(dir) 2>/dev/null && echo \(LocalResourceLimits.cfsPeriod) > \(dir)/cpu.cfs_period_us 2>/dev/null "
+                + "&& echo \(LocalResourceLimits.cfsQuota(cpus: cpus)) > \(dir)/cpu.cfs_quota_us 2>/dev/null; "
                 + "then echo $$ > \(dir)/cgroup.procs || exit 97; "
-                + "else rmdir \(dir) 2>/dev/null; if command -v taskset >/dev/null 2>&1; then t=\"taskset -c 0-\(whole - 1)\"; fi; fi; "
+                + "else rmdir \(dir) 2>/dev/null; if command -v taskset >/dev/null 2>&1; "
+                + "then t=\"taskset -c 0-\(LocalResourceLimits.wholeCPUs(cpus) - 1)\"; fi; fi; "
         }
         return s
     }
@@ -49,33 +48,22 @@ public enum RemoteResourceLimits {
 public struct HostInventory: Sendable, Equatable {
     public var cpus: Double
     public var memoryBytes: Int64
-    /// `index, uuid, name` of each GPU `nvidia-smi` lists on the host.
-    public var gpus: [(index: Int, uuid: String, name: String)]
+    public var gpus: [GPUDevice]
 
-    public init(cpus: Double, memoryBytes: Int64, gpus: [(index: Int, uuid: String, name: String)] = []) {
+    public init(cpus: Double, memoryBytes: Int64, gpus: [GPUDevice] = []) {
         self.cpus = cpus
         self.memoryBytes = memoryBytes
         self.gpus = gpus
     }
 
-    public static func == (a: HostInventory, b: HostInventory) -> Bool {
-        a.cpus == b.cpus && a.memoryBytes == b.memoryBytes && a.gpus.map(\.index) == b.gpus.map(\.index)
-            && a.gpus.map(\.uuid) == b.gpus.map(\.uuid)
-    }
-
     /// One command for the host: online CPUs, MemTotal in KiB, then nvidia-smi's CSV if present.
     static let probeCommand = "nproc; awk '/^MemTotal:/ {print $2}' /proc/meminfo; "
-        + "command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=index,uuid,name --format=csv,noheader; true"
+        + "command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi \(GPUDevice.nvidiaSMIArguments.joined(separator: " ")); true"
 
     static func parse(_ output: String) -> HostInventory? {
-        let lines = output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        let lines = output.split(separator: "\n", maxSplits: 2).map { $0.trimmingCharacters(in: .whitespaces) }
         guard lines.count >= 2, let cpus = Double(lines[0]), cpus > 0, let kib = Int64(lines[1]), kib > 0 else { return nil }
-        var gpus: [(Int, String, String)] = []
-        for line in lines.dropFirst(2) {
-            let f = line.split(separator: ",", maxSplits: 2).map { $0.trimmingCharacters(in: .whitespaces) }
-            if f.count == 3, let index = Int(f[0]) { gpus.append((index, f[1], f[2])) }
-        }
-        return HostInventory(cpus: cpus, memoryBytes: kib * 1024, gpus: gpus)
+        return HostInventory(cpus: cpus, memoryBytes: kib * 1024, gpus: lines.count > 2 ? GPUDevice.parse(lines[2]) : [])
     }
 }
 

@@ -37,6 +37,12 @@ public actor SSHProvisioner: KernelProvisioner {
         self.logger = logger
     }
 
+    /// The hosts a kernelspec's kernels may run on: its `remote_hosts`, else EG_REMOTE_HOSTS.
+    public static func candidateHosts(config: JSONValue?, configuration: RemoteConfiguration) -> [String] {
+        let own = hosts(config?["remote_hosts"])
+        return own.isEmpty ? configuration.remoteHosts : own
+    }
+
     public static func hosts(_ value: JSONValue?) -> [String] {
         if let s = value?.stringValue { return s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
         if case .array(let items)? = value { return items.compactMap(\.stringValue) }
@@ -299,10 +305,7 @@ public actor SSHProvisioner: KernelProvisioner {
         guard let host, let id = limitedKernelID else { return 0 }
         let file = RemoteCommand.quote("\(RemoteResourceLimits.root)/memory/ganymede/\(id)/memory.oom_control")
         guard let r = try? await services.ssh.run(host, "cat \(file) 2>/dev/null", timeout: .seconds(5)), r.succeeded else { return 0 }
-        for line in r.output.split(separator: "\n") where line.hasPrefix("oom_kill ") {
-            return Int(line.split(separator: " ").last ?? "") ?? 0
-        }
-        return 0
+        return LocalResourceLimits.oomKillCount(in: r.output)
     }
 
     /// A gateway leaving this kernel running for the next one: only the local `ssh` session goes.

@@ -70,7 +70,7 @@ public actor SlurmProvisioner: KernelProvisioner {
     static func resourceArguments(_ r: ResourceRequest?) -> [String] {
         guard let r else { return [] }
         var args: [String] = []
-        if let cpus = r.cpus { args.append("--cpus-per-task=\(max(1, Int(cpus.rounded(.up))))") }
+        if let cpus = r.cpus { args.append("--cpus-per-task=\(LocalResourceLimits.wholeCPUs(cpus))") }
         if let bytes = r.memoryBytes { args.append("--mem=\(max(1, (bytes + (1 << 20) - 1) >> 20))M") }
         if let gpus = r.gpus, gpus > 0 { args.append("--gres=gpu:\(gpus)") }
         return args
