@@ -335,3 +335,123 @@ def test_existing_secret_profiles_culling(helm_results):
     assert pod["tolerations"][0]["key"] == "dedicated"
     assert "nodeAffinity" in pod["affinity"]
     assert container["resources"]["limits"] == {"memory": "16Gi"}
+
+
+# --------------------------------------------------------------------------- the real gateway takes it
+
+
+@pytest.mark.parametrize("values_file", [p.name for p in CI_VALUES])
+def test_the_gateway_accepts_what_the_chart_passes(helm_results, values_file, gateway_factory, tmp_path):
+    """Lays out the pod's files as the chart mounts them (the config file and the kernelspecs
+    from their ConfigMaps) and starts the real gateway with the container's args and env
+    (on 127.0.0.1 and a free port instead of 0.0.0.0:8888, and a test token instead of the
+    Secret): it must start, pass both probes at the probes' paths, and serve the chart's
+    kernelspecs and resource profiles."""
+    import requests
+    from conftest import TOKEN
+
+    case = case_for(helm_results, values_file)
+    container = gateway_container(case)
+    configs = {c["metadata"]["name"].rsplit("-", 1)[-1]: c.get("data") or {} for c in by_kind(case)["ConfigMap"]}
+    config_path = tmp_path / "config" / "ganymede.yaml"
+    config_path.parent.mkdir()
+    config_path.write_text(configs["config"]["ganymede.yaml"])
+    spec_dir = tmp_path / "kernelspecs"
+    spec_dir.mkdir()
+    for key, text in configs["kernelspecs"].items():
+        name = key.removesuffix(".kernel.json")
+        (spec_dir / name).mkdir()
+        (spec_dir / name / "kernel.json").write_text(text)
+    mounts = {"/etc/ganymede/config/ganymede.yaml": str(config_path), "/etc/ganymede/kernelspecs": str(spec_dir)}
+    args = [mounts.get(a, a) for a in container["args"]]
+
+    env = {}
+    for e in container["env"]:
+        if e["name"] in ("GANYMEDE_IP", "GANYMEDE_PORT"):
+            continue  # the harness passes --ip 127.0.0.1 --port <free>, which win
+        if e["name"] in ("GANYMEDE_CERTFILE", "GANYMEDE_KEYFILE"):
+            continue  # the TLS Secret is not here; the gateway's TLS has tests of its own
+        if "valueFrom" in e:
+            continue
+        env[e["name"]] = e["value"]
+    env["HOME"] = str(tmp_path)
+    env["GANYMEDE_AUTH_TOKEN"] = TOKEN
+    base = env.get("GANYMEDE_BASE_URL", "/")
+
+    gw = gateway_factory(values_file.removesuffix("-values.yaml"), args=args, env=env, token=TOKEN, base_url=base)
+    probes = {p: container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")}
+    root = f"http://127.0.0.1:{gw.port}"
+    # The probes need no token.
+    assert requests.get(root + probes["livenessProbe"], timeout=10).status_code == 200
+    ready = requests.get(root + probes["readinessProbe"], timeout=10)
+    assert ready.status_code == 200, ready.text
+    assert requests.get(gw.url("api/kernelspecs"), timeout=10).status_code in (401, 403)  # the token is needed
+    specs = requests.get(gw.url("api/kernelspecs"), headers=gw.auth_headers(), timeout=10).json()["kernelspecs"]
+    for key in configs["kernelspecs"]:
+        assert key.removesuffix(".kernel.json") in specs, sorted(specs)
+    profiles = load_values(CHART / "ci" / values_file).get("resourceProfiles")
+    if profiles:
+        r = requests.get(gw.url("api/resources"), headers=gw.auth_headers(), timeout=10)
+        assert r.status_code == 200, r.text
+        assert set(profiles) <= set(r.json()["profiles"]), r.json()
+
+
+# --------------------------------------------------------------------------- the image the chart runs
+# The image cannot be built here (no container registry for the base images); these check the
+# Dockerfile with BuildKit's own parser (PyPI `dockerfile`) and against the chart and repo.
+
+_DOCKERFILE_SCRIPT = r"""
+import json, sys, dockerfile
+print(json.dumps([{"cmd": c.cmd, "flags": list(c.flags), "value": list(c.value), "json": c.json}
+                  for c in dockerfile.parse_file(sys.argv[1])]))
+"""
+
+
+@pytest.fixture(scope="module")
+def dockerfile_commands() -> list[dict]:
+    pytest.importorskip("dockerfile")
+    # A child process: the parser is Go code, kept out of the pytest process like Helm's.
+    proc = subprocess.run([sys.executable, "-c", _DOCKERFILE_SCRIPT, str(REPO / "Dockerfile")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _dockerignored(rel: str) -> bool:
+    import fnmatch
+    patterns = [l.strip() for l in (REPO / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")]
+    parts = rel.split("/")
+    return any(fnmatch.fnmatch("/".join(parts[:i]), p) for p in patterns for i in range(1, len(parts) + 1))
+
+
+def test_dockerfile_matches_the_chart_and_the_repo(dockerfile_commands):
+    cmds = dockerfile_commands
+    froms = [c["value"] for c in cmds if c["cmd"] == "FROM"]
+    assert froms[0][0].startswith("swift:6.") and froms[0][1:] == ["AS", "build"]
+    assert froms[-1][0] == "debian:bookworm-slim"
+    runtime = cmds[max(i for i, c in enumerate(cmds) if c["cmd"] == "FROM"):]
+    build = cmds[:max(i for i, c in enumerate(cmds) if c["cmd"] == "FROM")]
+    assert any("swift build -c release --product ganymede" in " ".join(c["value"]) for c in build if c["cmd"] == "RUN")
+    runtime_runs = " ".join(" ".join(c["value"]) for c in runtime if c["cmd"] == "RUN")
+    for pkg in ["libzmq5", "python3-ipykernel"]:
+        assert pkg in runtime_runs
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    # The user the chart runs as, and its home (a writable emptyDir in the pod).
+    [user] = [c["value"][0] for c in runtime if c["cmd"] == "USER"]
+    uid, gid = (int(x) for x in user.split(":"))
+    assert (uid, gid) == (values["podSecurityContext"]["runAsUser"], values["podSecurityContext"]["runAsGroup"]) and uid != 0
+    assert f"--uid {uid}" in runtime_runs and f"--home-dir {values['scratch']['homeDir']}" in runtime_runs
+    [expose] = [c["value"] for c in runtime if c["cmd"] == "EXPOSE"]
+    assert expose == [str(values["gateway"]["port"])]
+    # Every file copied from the build context exists and is not excluded by .dockerignore.
+    for c in cmds:
+        if c["cmd"] == "COPY" and not any(f.startswith("--from") for f in c["flags"]):
+            for src in c["value"][:-1]:
+                assert (REPO / src).exists(), src
+                assert not _dockerignored(src), f"{src} is excluded by .dockerignore"
+    # The bundled kernelspec lands where the gateway looks next to its executable.
+    assert ["kernelspecs/python3", "/usr/local/share/ganymede/kernelspecs/python3"] in [c["value"] for c in runtime if c["cmd"] == "COPY"]
+    [entry] = [c for c in runtime if c["cmd"] == "ENTRYPOINT"]
+    assert entry["json"] and entry["value"][-1] == "/usr/local/bin/ganymede"
+    for excluded in [".build", ".venv", "Benchmarks/.venv-bench", ".build-release/x"]:
+        assert _dockerignored(excluded), excluded
