@@ -53,7 +53,11 @@ requests
 pytest
 pytest-timeout
 tornado
-pycryptodomex"
+pycryptodomex
+pyyaml
+kubernetes-validate
+helm-python-sdk==0.2.2
+dockerfile"
 # Installed with --no-deps: only its client and itests are used.
 NODEPS_REQUIREMENTS="jupyter_enterprise_gateway==3.3.0"
 
@@ -75,6 +79,7 @@ else
     "$VENV/bin/python" - <<'PY'
 import enterprise_gateway.client.gateway_client  # noqa: F401
 import ipykernel, jupyter_client, jupyter_server, websocket, requests, pytest, pytest_timeout  # noqa: F401,E401
+import yaml, kubernetes_validate, helm_python, dockerfile  # noqa: F401,E401  (tests/test_helm_chart.py)
 print("[setup] imports ok (ipykernel %s, jupyter_server %s)" % (ipykernel.__version__, jupyter_server.__version__))
 PY
     printf '%s\n' "$REQ_HASH" > "$STAMP"
