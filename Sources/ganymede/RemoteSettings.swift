@@ -32,6 +32,12 @@ extension Settings {
         r.slurmAccount = string("slurm_account", env: [])
         r.slurmTimeLimit = string("slurm_time_limit", env: [])
         if let s = try double("slurm_poll_interval", env: []) { r.slurmPollInterval = .milliseconds(Int64(max(0.1, s) * 1000)) }
+        if let mode = string("launcher_auth", env: []) {
+            guard let v = LauncherAuthMode(rawValue: mode.lowercased()) else {
+                throw ValidationError("GANYMEDE_LAUNCHER_AUTH must be one of \(LauncherAuthMode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(mode)'")
+            }
+            r.launcherAuth = v
+        }
         return r
     }
 }

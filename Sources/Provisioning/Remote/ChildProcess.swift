@@ -19,8 +19,18 @@ final class ChildProcess: Sendable {
         self.state = Mutex((nil, []))
     }
 
-    /// Starts `argv` with stdout and stderr appended to `logFile` (created 0600).
-    static func spawn(_ argv: [String], environment: [String: String]? = nil, logFile: String) async throws -> ChildProcess {
+    /// Starts `argv` with stdout and stderr appended to `logFile` (created 0600), and `input`
+    /// (if any) as its whole standard input; without it, stdin is /dev/null.
+    static func spawn(_ argv: [String], environment: [String: String]? = nil, logFile: String,
+                      input: String? = nil) async throws -> ChildProcess {
+        if let input {
+            return try await spawn(argv, environment: environment, logFile: logFile, stdin: .string(input))
+        }
+        return try await spawn(argv, environment: environment, logFile: logFile, stdin: .none)
+    }
+
+    private static func spawn<Input: InputProtocol>(_ argv: [String], environment: [String: String]?, logFile: String,
+                                                    stdin: Input) async throws -> ChildProcess {
         guard let executable = LocalProvisioner.resolveExecutable(argv[0], path: ProcessInfo.processInfo.environment["PATH"]) else {
             throw ProvisionerError("'\(argv[0])' not found on PATH")
         }
@@ -42,7 +52,7 @@ final class ChildProcess: Sendable {
                 do {
                     let result = try await Subprocess.run(
                         .path(FilePath(executable)), arguments: arguments, environment: env, platformOptions: platformOptions,
-                        input: .none,
+                        input: stdin,
                         output: .fileDescriptor(FileDescriptor(rawValue: fd), closeAfterSpawningProcess: true),
                         error: .fileDescriptor(FileDescriptor(rawValue: fd2), closeAfterSpawningProcess: true)
                     ) { execution in

@@ -21,11 +21,29 @@ public enum CommPort {
         }
     }
 
-    public static func signal(_ signum: Int32, host: String, port: Int) async -> Bool {
-        await send(#"{"signum": \#(signum)}"#, host: host, port: port)
+    /// With `auth`, the command is sealed with the kernel's launch key (`LaunchSecret`), which
+    /// a launcher in the authenticated mode requires.
+    public static func signal(_ signum: Int32, host: String, port: Int, auth: Credentials? = nil) async -> Bool {
+        await send(command(["signum": Int(signum)], auth: auth), host: host, port: port)
     }
 
-    public static func shutdown(host: String, port: Int) async -> Bool {
-        await send(#"{"shutdown": 1}"#, host: host, port: port)
+    public static func shutdown(host: String, port: Int, auth: Credentials? = nil) async -> Bool {
+        await send(command(["shutdown": 1], auth: auth), host: host, port: port)
+    }
+
+    static func command(_ body: [String: Int], auth: Credentials?) -> String {
+        if let auth, let sealed = try? auth.secret.sealCommand(body, kernelID: auth.kernelID) { return sealed }
+        let (k, v) = body.first!
+        return #"{"\#(k)": \#(v)}"#
+    }
+
+    /// The launch key of a kernel started in the authenticated mode, and its id.
+    public struct Credentials: Sendable {
+        public var secret: LaunchSecret
+        public var kernelID: String
+        public init(secret: LaunchSecret, kernelID: String) {
+            self.secret = secret
+            self.kernelID = kernelID
+        }
     }
 }

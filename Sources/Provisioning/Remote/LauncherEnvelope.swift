@@ -32,16 +32,15 @@ public struct LauncherKeyPair: @unchecked Sendable {
         self.publicKeyBase64 = privateKey.publicKey.derRepresentation.base64EncodedString()
     }
 
-    /// Decodes one payload as received on the response socket (everything up to EOF).
+    /// Decodes one version-1 payload as received on the response socket (everything up to EOF).
     public func open(_ payload: [UInt8]) throws(LauncherPayloadError) -> LauncherConnectionInfo {
-        let text = String(decoding: payload, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard let outer = Data(base64Encoded: text) else { throw .init("payload is not base64") }
-        guard let envelope = (try? JSONSerialization.jsonObject(with: outer)) as? [String: Any] else {
-            throw .init("payload is not a JSON object (legacy version-0 payloads are not accepted)")
-        }
-        guard let version = envelope["version"] as? Int, version == 1 else {
-            throw .init("unsupported launcher payload version \(String(describing: envelope["version"]))")
-        }
+        let parsed = try LauncherPayload(payload)
+        guard parsed.version == 1 else { throw .init("not a version-1 payload") }
+        return try open(parsed)
+    }
+
+    func open(_ payload: LauncherPayload) throws(LauncherPayloadError) -> LauncherConnectionInfo {
+        let envelope = payload.fields
         guard let keyText = envelope["key"] as? String, let wrappedKey = Data(base64Encoded: keyText),
               let infoText = envelope["conn_info"] as? String, let sealed = Data(base64Encoded: infoText)
         else { throw .init("payload lacks base64 'key' or 'conn_info'") }

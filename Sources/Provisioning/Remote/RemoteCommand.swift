@@ -41,8 +41,10 @@ enum RemoteCommand {
     /// `mkdir -p D; echo $$ > D/kernel-ID.pid; exec env K=V... argv >> D/kernel-ID.log 2>&1 </dev/null`:
     /// the launcher replaces the shell, so it keeps the shell's pid and process group (recorded
     /// for signals and clean-up) and its exit ends the SSH session.
+    /// With `keyOnStdin` the launcher keeps the session's stdin, on which the gateway writes
+    /// its launch key (`LaunchSecret`); it reads that line and lets go of stdin itself.
     static func shellLine(argv: [String], environment: [(String, String)], logDirectory: String, kernelID: String,
-                          limits prelude: String = "") -> String {
+                          limits prelude: String = "", keyOnStdin: Bool = false) -> String {
         let dir = quote(logDirectory)
         let base = "\(logDirectory)/kernel-\(kernelID)"
         var line = "mkdir -p \(dir) && echo $$ > \(quote(base + ".pid")) && "
@@ -50,7 +52,7 @@ enum RemoteCommand {
         line += prelude.isEmpty ? "exec env" : "{ \(prelude)true; } && exec $t env"
         for (k, v) in environment { line += " " + quote("\(k)=\(v)") }
         line += " " + argv.map(quote).joined(separator: " ")
-        line += " >> \(quote(base + ".log")) 2>&1 < /dev/null"
+        line += " >> \(quote(base + ".log")) 2>&1" + (keyOnStdin ? "" : " < /dev/null")
         return line
     }
 }

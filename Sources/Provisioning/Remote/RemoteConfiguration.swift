@@ -41,5 +41,20 @@ public struct RemoteConfiguration: Sendable {
     /// How often a running Slurm kernel's job state is checked (its end is otherwise not signalled).
     public var slurmPollInterval: Duration = .seconds(3)
 
+    /// `GANYMEDE_LAUNCHER_AUTH` (config `launcher_auth`): `required` refuses launchers that speak only EG's version-1 envelope.
+    public var launcherAuth = LauncherAuthMode.optional
+
     public init() {}
+
+    /// A fresh launch key when the kernelspec asks for the authenticated mode; an error when the
+    /// gateway requires it and the kernelspec does not (its launcher would only be refused).
+    func launchSecret(wanted: Bool, kernelName: String) throws(ProvisionerError) -> LaunchSecret? {
+        if wanted { return LaunchSecret() }
+        if launcherAuth == .required {
+            throw ProvisionerError("Kernelspec '\(kernelName)' uses an unauthenticated launcher (EG's version-1 protocol), and this gateway "
+                                   + "requires authenticated launchers (GANYMEDE_LAUNCHER_AUTH=required): add \"launcher_auth\": \"aes-gcm\" to its "
+                                   + "metadata.process_proxy.config and use a launcher that supports it (--launch-key-stdin).")
+        }
+        return nil
+    }
 }

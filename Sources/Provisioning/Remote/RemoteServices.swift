@@ -22,8 +22,10 @@ public actor RemoteServices {
             let c = configuration
             let logger = logger
             listenerTask = Task {
-                try await ResponseListener.start(host: c.responseIP ?? Self.defaultResponseIP(), port: c.responsePort,
-                                                 retries: c.responsePortRetries, logger: logger)
+                let listener = try await ResponseListener.start(host: c.responseIP ?? Self.defaultResponseIP(), port: c.responsePort,
+                                                                retries: c.responsePortRetries, logger: logger)
+                await listener.setAuthenticationRequired(c.launcherAuth == .required)
+                return listener
             }
         }
         do {

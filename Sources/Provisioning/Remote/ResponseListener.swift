@@ -18,9 +18,12 @@ public actor ResponseListener {
     private let channel: any Channel
     private let logger: Logger
     private var waiting: [String: CheckedContinuation<LauncherConnectionInfo, any Error>] = [:]
-    private var registered: Set<String> = []
+    /// Kernels being launched, with the launch key of those in the authenticated mode.
+    private var registered: [String: LaunchSecret?] = [:]
     private var arrived: [String: LauncherConnectionInfo] = [:]
     public private(set) var rejected = 0
+    /// `GANYMEDE_LAUNCHER_AUTH=required`: version-1 payloads are refused.
+    private var requireAuthentication = false
 
     static let maxPayload = 64 * 1024
 
@@ -64,14 +67,20 @@ public actor ResponseListener {
         throw ProvisionerError("cannot bind the launcher response listener on \(host):\(port) (tried \(candidates.count) ports): \(lastError.map { "\($0)" } ?? "")")
     }
 
-    /// Announces a launch, so a payload for `kernelID` is accepted from now on.
-    public func register(_ kernelID: String) {
-        registered.insert(kernelID)
+    public func setAuthenticationRequired(_ required: Bool) {
+        requireAuthentication = required
+    }
+
+    /// Announces a launch, so a payload for `kernelID` is accepted from now on. With a secret,
+    /// only a version-2 payload sealed with it is: a kernel launched in the authenticated mode
+    /// cannot be downgraded to EG's envelope by whoever races its launcher.
+    public func register(_ kernelID: String, secret: LaunchSecret? = nil) {
+        registered[kernelID] = .some(secret)
         arrived[kernelID] = nil
     }
 
     public func unregister(_ kernelID: String) {
-        registered.remove(kernelID)
+        registered.removeValue(forKey: kernelID)
         arrived[kernelID] = nil
         waiting.removeValue(forKey: kernelID)?.resume(throwing: CancellationError())
     }
@@ -102,17 +111,11 @@ public actor ResponseListener {
     fileprivate func received(_ bytes: [UInt8], from peer: String, peerIP: String?) {
         var info: LauncherConnectionInfo
         do {
-            info = try keys.open(bytes)
+            info = try open(bytes)
             info.peerIP = peerIP
         } catch {
             rejected += 1
             logger.warning("rejected launcher payload", metadata: ["peer": "\(peer)", "error": "\(error)", "bytes": "\(bytes.count)"])
-            return
-        }
-        guard registered.contains(info.kernelID) else {
-            rejected += 1
-            logger.warning("rejected launcher payload for a kernel that is not starting",
-                           metadata: ["peer": "\(peer)", "kernel_id": "\(info.kernelID)"])
             return
         }
         logger.debug("launcher payload received", metadata: ["kernel_id": "\(info.kernelID)", "peer": "\(peer)"])
@@ -121,6 +124,28 @@ public actor ResponseListener {
         } else {
             arrived[info.kernelID] = info
         }
+    }
+
+    /// Decodes a payload for a kernel being launched, by the envelope its launch expects.
+    private func open(_ bytes: [UInt8]) throws(LauncherPayloadError) -> LauncherConnectionInfo {
+        let payload = try LauncherPayload(bytes)
+        if payload.version == 2 {
+            guard let kernelID = payload.kernelID else { throw .init("version-2 payload names no kernel_id") }
+            guard let expected = registered[kernelID] else { throw .init("payload for kernel \(kernelID), which is not starting") }
+            guard let secret = expected else {
+                throw .init("version-2 payload for kernel \(kernelID), whose kernelspec does not declare launcher_auth")
+            }
+            return try secret.openConnectionInfo(payload, kernelID: kernelID)
+        }
+        if requireAuthentication {
+            throw .init("unauthenticated (EG version-1) payload refused: this gateway runs with GANYMEDE_LAUNCHER_AUTH=required")
+        }
+        let info = try keys.open(payload)
+        guard let expected = registered[info.kernelID] else { throw .init("payload for kernel \(info.kernelID), which is not starting") }
+        if expected != nil {
+            throw .init("unauthenticated (EG version-1) payload for kernel \(info.kernelID), which was launched in the authenticated mode")
+        }
+        return info
     }
 
     fileprivate func oversized(from peer: String) {

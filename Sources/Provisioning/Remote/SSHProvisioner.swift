@@ -29,11 +29,16 @@ public actor SSHProvisioner: KernelProvisioner {
     private var localLog: String?
     private var remoteBase: String?
     private var remotePIDKnown = false
+    /// Whether the kernelspec declares `launcher_auth` (or why its value is wrong).
+    private let launcherAuth: Result<Bool, ProvisionerError>
+    /// The launch key of a kernel started in the authenticated mode (`LaunchSecret`).
+    private var commAuth: CommPort.Credentials?
 
     public init(services: RemoteServices, config: JSONValue?, logger: Logger) {
         self.services = services
         self.specHosts = Self.hosts(config?["remote_hosts"])
         self.portRange = config?["port_range"]?.stringValue ?? services.configuration.portRange
+        self.launcherAuth = Result { () throws(ProvisionerError) in try LauncherAuthRequest.wanted(config) }
         self.logger = logger
     }
 
@@ -54,6 +59,7 @@ public actor SSHProvisioner: KernelProvisioner {
         if remotePIDKnown { await killRemote(SIGKILL) }  // a relaunch after a lost session
         await teardownForwards()
         let listener = try await services.listener()
+        let secret = try services.configuration.launchSecret(wanted: launcherAuth.get(), kernelName: request.spec.name)
         let chosen: String
         if let host { chosen = host } else {
             chosen = try await services.ssh.pick(requested: request.environment["KERNEL_REMOTE_HOST"], hosts: specHosts)
@@ -70,14 +76,18 @@ public actor SSHProvisioner: KernelProvisioner {
                                       connectionFile: base + ".json")
         let line = RemoteCommand.shellLine(argv: argv, environment: RemoteCommand.environment(request.environment),
                                            logDirectory: config.kernelLogDirectory, kernelID: request.kernelID,
-                                           limits: RemoteResourceLimits.prelude(kernelID: request.kernelID, resources: request.resources))
+                                           limits: RemoteResourceLimits.prelude(kernelID: request.kernelID, resources: request.resources),
+                                           keyOnStdin: secret != nil)
         limitedKernelID = request.resources.map { _ in request.kernelID }
         let log = "\(request.runtimeDirectory)/kernel-\(request.kernelID).ssh.log"
         localLog = log
-        await listener.register(request.kernelID)
+        await listener.register(request.kernelID, secret: secret)
+        commAuth = secret.map { CommPort.Credentials(secret: $0, kernelID: request.kernelID) }
         let session: ChildProcess
         do {
-            session = try await ChildProcess.spawn(await services.ssh.commandArguments(target) + ["--", line], logFile: log)
+            // The launch key goes down the session's stdin: not in any argv on either host.
+            session = try await ChildProcess.spawn(await services.ssh.commandArguments(target) + ["--", line], logFile: log,
+                                                   input: secret.map { $0.base64 + "\n" })
         } catch {
             await listener.unregister(request.kernelID)
             throw error
@@ -180,7 +190,7 @@ public actor SSHProvisioner: KernelProvisioner {
     /// Interrupts and other signals go through the launcher's comm port (EG's `send_signal`);
     /// without one, `kill` on the remote host.
     public func signal(_ sig: Int32) async {
-        if let commEndpoint, await CommPort.signal(sig, host: commEndpoint.host, port: commEndpoint.port) { return }
+        if let commEndpoint, await CommPort.signal(sig, host: commEndpoint.host, port: commEndpoint.port, auth: commAuth) { return }
         await killRemote(sig)
     }
 
@@ -195,7 +205,7 @@ public actor SSHProvisioner: KernelProvisioner {
     }
 
     public func cleanup(restart: Bool) async {
-        if let commEndpoint { _ = await CommPort.shutdown(host: commEndpoint.host, port: commEndpoint.port) }
+        if let commEndpoint { _ = await CommPort.shutdown(host: commEndpoint.host, port: commEndpoint.port, auth: commAuth) }
         commEndpoint = nil
         if session?.isRunning == true { await stopEverything() }
         await teardownForwards()
@@ -228,6 +238,7 @@ public actor SSHProvisioner: KernelProvisioner {
             extra["comm_host"] = commEndpoint.host
             extra["comm_port"] = String(commEndpoint.port)
         }
+        if let commAuth { extra["launch_key"] = commAuth.secret.base64 }
         if !forwards.isEmpty { extra["forwards"] = forwards.map { "\($0.local):\($0.remote)" }.joined(separator: ",") }
         return KernelHandle(backend: "ssh", pid: kernelPID.map { Int32($0) }, host: host, logFile: remoteBase + ".log", extra: extra)
     }
@@ -295,6 +306,9 @@ public actor SSHProvisioner: KernelProvisioner {
         }
         remotePIDKnown = true
         if let h = handle.extra["comm_host"], let port = handle.extra["comm_port"].flatMap(Int.init) { commEndpoint = (h, port) }
+        if let key = handle.extra["launch_key"].flatMap(LaunchSecret.init(base64:)) {
+            commAuth = CommPort.Credentials(secret: key, kernelID: String(URL(fileURLWithPath: base).lastPathComponent.dropFirst("kernel-".count)))
+        }
         await services.ssh.adopt(host)
         logger.info("re-attached remote launcher over SSH", metadata: ["pid": "\(kernelPID.map(String.init) ?? "?")"])
         return true

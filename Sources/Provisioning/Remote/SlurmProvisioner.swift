@@ -36,6 +36,8 @@ public actor SlurmProvisioner: KernelProvisioner {
     private var endWaiters: [CheckedContinuation<KernelExit, Never>] = []
     private var monitor: Task<Void, Never>?
     private var lastState = ""
+    /// The launch key of a kernel started in the authenticated mode (`LaunchSecret`).
+    private var commAuth: CommPort.Credentials?
 
     public init(services: RemoteServices, config: JSONValue?, logger: Logger) {
         self.services = services
@@ -81,6 +83,7 @@ public actor SlurmProvisioner: KernelProvisioner {
         resetJob()
         let listener = try await services.listener()
         let c = services.configuration
+        let secret = try c.launchSecret(wanted: LauncherAuthRequest.wanted(config), kernelName: request.spec.name)
         let log = "\(c.kernelLogDirectory)/kernel-\(request.kernelID).log"
         logFile = log
         let argv = RemoteCommand.argv(spec: request.spec, kernelID: request.kernelID, responseAddress: listener.address,
@@ -88,12 +91,16 @@ public actor SlurmProvisioner: KernelProvisioner {
                                       connectionFile: "\(c.kernelLogDirectory)/kernel-\(request.kernelID).json")
         var body = "#!/bin/sh\n# --export=NONE leaves PATH unset: env by absolute path, PATH comes from the kernel environment.\nexec /usr/bin/env"
         for (k, v) in RemoteCommand.environment(request.environment) { body += " " + RemoteCommand.quote("\(k)=\(v)") }
-        body += " " + argv.map(RemoteCommand.quote).joined(separator: " ") + " < /dev/null\n"
+        body += " " + argv.map(RemoteCommand.quote).joined(separator: " ")
+        // The launch key reaches the launcher's stdin from a here-document of this private
+        // script (Slurm keeps it readable by the job's owner and the Slurm user only).
+        body += secret.map { " <<'GANYMEDE_LAUNCH_KEY'\n\($0.base64)\nGANYMEDE_LAUNCH_KEY\n" } ?? " < /dev/null\n"
         let path = "\(request.runtimeDirectory)/kernel-\(request.kernelID).sbatch"
         try Self.writePrivate(body, to: path)
         script = path
 
-        await listener.register(request.kernelID)
+        await listener.register(request.kernelID, secret: secret)
+        commAuth = secret.map { CommPort.Credentials(secret: $0, kernelID: request.kernelID) }
         let submitted: ShortCommand.Result
         do {
             submitted = try await ShortCommand.run(sbatchArguments(request, logFile: log) + [path])
@@ -278,7 +285,7 @@ public actor SlurmProvisioner: KernelProvisioner {
     public func isAlive() -> Bool { jobID != nil && ended == nil }
 
     public func signal(_ sig: Int32) async {
-        if let commEndpoint, await CommPort.signal(sig, host: commEndpoint.host, port: commEndpoint.port) { return }
+        if let commEndpoint, await CommPort.signal(sig, host: commEndpoint.host, port: commEndpoint.port, auth: commAuth) { return }
         if let jobID { _ = try? await ShortCommand.run([services.configuration.scancel, "--signal=\(sig)", "--full", jobID]) }
     }
 
@@ -296,7 +303,7 @@ public actor SlurmProvisioner: KernelProvisioner {
     }
 
     public func cleanup(restart: Bool) async {
-        if let commEndpoint { _ = await CommPort.shutdown(host: commEndpoint.host, port: commEndpoint.port) }
+        if let commEndpoint { _ = await CommPort.shutdown(host: commEndpoint.host, port: commEndpoint.port, auth: commAuth) }
         if let jobID, ended == nil { _ = try? await ShortCommand.run([services.configuration.scancel, jobID]) }
         monitor?.cancel()
         monitor = nil
@@ -317,6 +324,10 @@ public actor SlurmProvisioner: KernelProvisioner {
             extra["comm_port"] = String(commEndpoint.port)
         }
         if let script { extra["script"] = script }
+        if let commAuth {
+            extra["launch_key"] = commAuth.secret.base64
+            extra["kernel_id"] = commAuth.kernelID
+        }
         return KernelHandle(backend: "slurm", pid: (payload?.pid ?? adoptedPID).map { Int32($0) }, host: node, logFile: logFile, extra: extra)
     }
 
@@ -340,6 +351,9 @@ public actor SlurmProvisioner: KernelProvisioner {
         script = handle.extra["script"]
         adoptedPID = handle.pid.map(Int.init)
         if let h = handle.extra["comm_host"], let port = handle.extra["comm_port"].flatMap(Int.init) { commEndpoint = (h, port) }
+        if let key = handle.extra["launch_key"].flatMap(LaunchSecret.init(base64:)), let kid = handle.extra["kernel_id"] {
+            commAuth = CommPort.Credentials(secret: key, kernelID: kid)
+        }
         startMonitor(interval: services.configuration.slurmPollInterval)
         logger.info("re-attached Slurm job", metadata: ["node": "\(node ?? "?")"])
         return true

@@ -12,6 +12,16 @@ etc/kernel-launchers/python/scripts/launch_ipykernel.py), so it works with EG as
    {"shutdown": 1} stops listening;
 4. run the IPython kernel in this process, so the pid reported is the kernel's.
 
+With --launch-key-stdin (kernelspecs that declare "launcher_auth": "aes-gcm"), Ganymede's
+authenticated mode replaces steps 2 and 3: the first line of stdin is a per-kernel 256-bit key
+(base64) that the gateway gave only to this launcher; the connection info goes out as
+base64(JSON{"version": 2, "kernel_id": id, "nonce": b64(12 bytes), "conn_info":
+b64(AES-256-GCM(json) || tag)}) with additional data "ganymede-launcher-v2:<id>", and the comm
+port obeys only {"version": 2, "nonce", "sealed"} commands sealed with the same key (additional
+data "ganymede-comm-v2:<id>") whose sealed "ts" (ms since 1970) is newer than the last one and
+within 5 minutes of this host's clock; anything else is ignored and logged. The key is never put
+in the environment or argv, so the kernel's code and `ps` do not see it.
+
 Unlike EG's launcher, the comm listener is a thread rather than a child process, so nothing of
 the launcher outlives the kernel. Needs ipykernel and pycryptodomex.
 """
@@ -30,6 +40,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import uuid
 
 from Cryptodome.Cipher import AES, PKCS1_v1_5
@@ -80,6 +91,50 @@ def encrypt(plaintext: bytes, public_key_b64: str) -> bytes:
     return base64.b64encode(json.dumps(envelope).encode())
 
 
+def seal_v2(plaintext: bytes, key: bytes, kernel_id: str) -> bytes:
+    nonce = get_random_bytes(12)
+    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce)
+    cipher.update(f"ganymede-launcher-v2:{kernel_id}".encode())
+    sealed, tag = cipher.encrypt_and_digest(plaintext)
+    envelope = {
+        "version": 2, "kernel_id": kernel_id,
+        "nonce": base64.b64encode(nonce).decode(), "conn_info": base64.b64encode(sealed + tag).decode(),
+    }
+    return base64.b64encode(json.dumps(envelope).encode())
+
+
+class CommAuth:
+    """Opens the gateway's sealed comm-port commands and refuses replays."""
+
+    MAX_SKEW_MS = 5 * 60 * 1000
+
+    def __init__(self, key: bytes, kernel_id: str):
+        self.key = key
+        self.context = f"ganymede-comm-v2:{kernel_id}".encode()
+        self.last_ts = 0
+
+    def open(self, request: object) -> dict | None:
+        if not isinstance(request, dict) or request.get("version") != 2:
+            log.warning("comm port: unauthenticated request refused")
+            return None
+        try:
+            nonce = base64.b64decode(request["nonce"], validate=True)
+            sealed = base64.b64decode(request["sealed"], validate=True)
+            cipher = AES.new(self.key, AES.MODE_GCM, nonce=nonce)
+            cipher.update(self.context)
+            body = json.loads(cipher.decrypt_and_verify(sealed[:-16], sealed[-16:]))
+            ts = int(body["ts"])
+        except (KeyError, TypeError, ValueError) as e:
+            log.warning("comm port: request failed authentication: %s", e)
+            return None
+        now = int(time.time() * 1000)
+        if ts <= self.last_ts or abs(now - ts) > self.MAX_SKEW_MS:
+            log.warning("comm port: replayed or stale request refused")
+            return None
+        self.last_ts = ts
+        return body
+
+
 def send_connection_info(address: str, payload: bytes) -> None:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
@@ -88,7 +143,7 @@ def send_connection_info(address: str, payload: bytes) -> None:
         s.sendall(payload)
 
 
-def serve_comm_port(sock: socket.socket) -> None:
+def serve_comm_port(sock: socket.socket, auth: CommAuth | None = None) -> None:
     """Answers the gateway's comm-port requests until {"shutdown": 1}."""
     sock.listen(4)
     while True:
@@ -111,6 +166,8 @@ def serve_comm_port(sock: socket.socket) -> None:
             except (OSError, ValueError, UnicodeDecodeError) as e:
                 log.warning("ignored comm-port request: %s", e)
                 continue
+        if auth is not None:
+            request = auth.open(request)
         if not isinstance(request, dict):
             continue
         if request.get("signum") is not None:
@@ -127,6 +184,22 @@ def serve_comm_port(sock: socket.socket) -> None:
             return
 
 
+def read_launch_key() -> bytes:
+    """The first line of stdin; stdin is then /dev/null, so the kernel cannot read it again."""
+    line = sys.stdin.buffer.readline(1024).strip()
+    try:
+        key = base64.b64decode(line, validate=True)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise SystemExit("--launch-key-stdin: no 32-byte base64 launch key on stdin "
+                         "(does the kernelspec declare \"launcher_auth\": \"aes-gcm\"?)")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return key
+
+
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kernel-id", "--RemoteProcessProxy.kernel-id", dest="kernel_id")
@@ -138,10 +211,13 @@ def main(argv: list[str]) -> None:
     # Accepted for EG kernelspecs; Spark/Dask initialisation is not done by this launcher.
     p.add_argument("--spark-context-initialization-mode", "--RemoteProcessProxy.spark-context-initialization-mode")
     p.add_argument("--cluster-type", "--RemoteProcessProxy.cluster-type")
+    p.add_argument("--launch-key-stdin", action="store_true",
+                   help="read Ganymede's per-kernel launch key from stdin and use the authenticated mode")
     p.add_argument("connection_file", nargs="?")
     args = p.parse_args(argv)
     if not args.kernel_id or not args.response_address or not args.public_key:
         raise SystemExit("--kernel-id, --response-address and --public-key are required")
+    launch_key = read_launch_key() if args.launch_key_stdin else None
 
     lo, hi = parse_port_range(args.port_range)
     kernel_sockets = [bind_socket(lo, hi, args.ip) for _ in range(5)]
@@ -160,8 +236,11 @@ def main(argv: list[str]) -> None:
     report = dict(info, pid=os.getpid(), pgid=os.getpgid(0), comm_port=comm.getsockname()[1], kernel_id=args.kernel_id)
     for s in kernel_sockets:
         s.close()  # the kernel binds them next
-    threading.Thread(target=serve_comm_port, args=(comm,), daemon=True, name="comm-port").start()
-    send_connection_info(args.response_address, encrypt(json.dumps(report).encode(), args.public_key))
+    auth = CommAuth(launch_key, args.kernel_id) if launch_key else None
+    threading.Thread(target=serve_comm_port, args=(comm, auth), daemon=True, name="comm-port").start()
+    plain = json.dumps(report).encode()
+    payload = seal_v2(plain, launch_key, args.kernel_id) if launch_key else encrypt(plain, args.public_key)
+    send_connection_info(args.response_address, payload)
     log.info("kernel %s: connection info sent to %s", args.kernel_id, args.response_address)
 
     def remove_connection_file(*_):
