@@ -109,6 +109,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Fuzzing (Fuzz/run.sh builds these with -sanitize=fuzzer,address -DFUZZING; an ordinary
+        // build makes corpus replayers of them, which FuzzCorpusTests also drive).
+        .target(name: "FuzzTargets", dependencies: ["JupyterProtocol", "Provisioning"], path: "Fuzz/Targets",
+                swiftSettings: swiftSettings),
+        .executableTarget(name: "FuzzWebSocket", dependencies: ["FuzzTargets"], path: "Fuzz/Entry/FuzzWebSocket",
+                          swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]),
+        .executableTarget(name: "FuzzWire", dependencies: ["FuzzTargets"], path: "Fuzz/Entry/FuzzWire",
+                          swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]),
+        .executableTarget(name: "FuzzLauncher", dependencies: ["FuzzTargets"], path: "Fuzz/Entry/FuzzLauncher",
+                          swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]),
+        .executableTarget(name: "FuzzRESTBody", dependencies: ["FuzzTargets"], path: "Fuzz/Entry/FuzzRESTBody",
+                          swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]),
+        .testTarget(
+            name: "FuzzCorpusTests",
+            dependencies: ["FuzzTargets"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "JupyterProtocolTests",
             dependencies: ["JupyterProtocol"],

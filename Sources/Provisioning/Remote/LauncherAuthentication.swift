@@ -123,6 +123,34 @@ public enum LauncherAuthRequest {
     }
 }
 
+/// What the response listener does with the bytes a launcher sent: picks the envelope by its
+/// version and opens it with the key the launch expects. `expected(kernelID)` is nil for a
+/// kernel that is not starting, `.some(nil)` for one launched with EG's envelope and
+/// `.some(secret)` for one launched in the authenticated mode.
+public enum LauncherPayloadDecoder {
+    public static func decode(_ bytes: [UInt8], keys: LauncherKeyPair, requireAuthentication: Bool,
+                              expected: (String) -> LaunchSecret??) throws(LauncherPayloadError) -> LauncherConnectionInfo {
+        let payload = try LauncherPayload(bytes)
+        if payload.version == 2 {
+            guard let kernelID = payload.kernelID else { throw .init("version-2 payload names no kernel_id") }
+            guard let launch = expected(kernelID) else { throw .init("payload for kernel \(kernelID), which is not starting") }
+            guard let secret = launch else {
+                throw .init("version-2 payload for kernel \(kernelID), whose kernelspec does not declare launcher_auth")
+            }
+            return try secret.openConnectionInfo(payload, kernelID: kernelID)
+        }
+        if requireAuthentication {
+            throw .init("unauthenticated (EG version-1) payload refused: this gateway runs with GANYMEDE_LAUNCHER_AUTH=required")
+        }
+        let info = try keys.open(payload)
+        guard let launch = expected(info.kernelID) else { throw .init("payload for kernel \(info.kernelID), which is not starting") }
+        if launch != nil {
+            throw .init("unauthenticated (EG version-1) payload for kernel \(info.kernelID), which was launched in the authenticated mode")
+        }
+        return info
+    }
+}
+
 /// A launcher payload's outer layer: base64 of a JSON object with a `version`.
 struct LauncherPayload {
     var version: Int

@@ -128,24 +128,7 @@ public actor ResponseListener {
 
     /// Decodes a payload for a kernel being launched, by the envelope its launch expects.
     private func open(_ bytes: [UInt8]) throws(LauncherPayloadError) -> LauncherConnectionInfo {
-        let payload = try LauncherPayload(bytes)
-        if payload.version == 2 {
-            guard let kernelID = payload.kernelID else { throw .init("version-2 payload names no kernel_id") }
-            guard let expected = registered[kernelID] else { throw .init("payload for kernel \(kernelID), which is not starting") }
-            guard let secret = expected else {
-                throw .init("version-2 payload for kernel \(kernelID), whose kernelspec does not declare launcher_auth")
-            }
-            return try secret.openConnectionInfo(payload, kernelID: kernelID)
-        }
-        if requireAuthentication {
-            throw .init("unauthenticated (EG version-1) payload refused: this gateway runs with GANYMEDE_LAUNCHER_AUTH=required")
-        }
-        let info = try keys.open(payload)
-        guard let expected = registered[info.kernelID] else { throw .init("payload for kernel \(info.kernelID), which is not starting") }
-        if expected != nil {
-            throw .init("unauthenticated (EG version-1) payload for kernel \(info.kernelID), which was launched in the authenticated mode")
-        }
-        return info
+        try LauncherPayloadDecoder.decode(bytes, keys: keys, requireAuthentication: requireAuthentication) { registered[$0] }
     }
 
     fileprivate func oversized(from peer: String) {
