@@ -23,7 +23,7 @@ kind() {
 }
 
 FLAGS=(--scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING)
-mkdir -p Fuzz/crashes
+mkdir -p Fuzz/crashes .build-fuzz
 status=0
 {
     echo
@@ -35,7 +35,10 @@ status=0
 for target in "${TARGETS[@]}"; do
     k="$(kind "$target")"
     echo "[fuzz] building $target"
-    swift build "${FLAGS[@]}" --product "$target" >/dev/null
+    if ! swift build "${FLAGS[@]}" --product "$target" > ".build-fuzz/$target.build.log" 2>&1; then
+        grep -v "Cannot export local symbol" ".build-fuzz/$target.build.log" | tail -20
+        exit 2
+    fi
     work=".build-fuzz/corpus/$k"
     mkdir -p "$work"
     cp -n Fuzz/corpus/"$k"/* "$work"/ 2>/dev/null || true

@@ -3,12 +3,16 @@ import Glibc
 #endif
 import FuzzTargets
 
-/// The fuzz executable's `main` (SwiftPM links `main` to `<module>_main`): libFuzzer under
-/// Fuzz/run.sh, a corpus replayer in ordinary builds.
+/// libFuzzer's callback (its own `main`, linked from the runtime, refers to it by name).
+@_cdecl("LLVMFuzzerTestOneInput")
+func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    FuzzTargets.wire(FuzzDriver.bytes(data, size))
+    return 0
+}
+
+/// The executable's `main` (SwiftPM links `main` to `<module>_main`): libFuzzer's driver
+/// under Fuzz/run.sh, a corpus replayer in ordinary builds.
 @_cdecl("FuzzWire_main")
 func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    FuzzDriver.run(argc, argv) { data, size in
-        FuzzTargets.wire(FuzzDriver.bytes(data, size))
-        return 0
-    }
+    FuzzDriver.run(argc, argv, fuzzOne)
 }
