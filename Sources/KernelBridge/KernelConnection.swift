@@ -215,12 +215,12 @@ public actor KernelConnection {
                 JSONScanner.appendQuoted(note, to: &content)
                 content.append(UInt8(ascii: "}"))
                 let notice = OutboundMessage(channel: .iopub, message: builder.message(type: "stream", content: content))
-                queue?.force(notice.size)
+                queue?.force(notice)
                 continuation.yield(notice)
             }
             // The replay goes out whatever its size: it was already bounded by the replay limits.
             for message in buffer.messages {
-                queue?.force(message.size)
+                queue?.force(message)
                 continuation.yield(message)
             }
             logger.debug("replayed offline messages", metadata: ["session_id": "\(session)", "count": "\(buffer.count)"])
@@ -236,7 +236,7 @@ public actor KernelConnection {
     /// was queued is still written, its stream then ends, and from the message that did not fit
     /// on everything for its session is kept for replay when it names its session.
     public func addClient(session: String, replayable: Bool, queueLimit: Int) -> (ClientID, AsyncStream<OutboundMessage>, ClientQueue) {
-        let queue = ClientQueue(limit: queueLimit)
+        let queue = ClientQueue(limit: queueLimit, session: session)
         let (id, stream) = addClient(session: session, replayable: replayable, queue: queue)
         return (id, stream, queue)
     }
@@ -245,7 +245,7 @@ public actor KernelConnection {
     private func deliver(_ outbound: OutboundMessage, to id: ClientID) {
         guard let client = clients[id] else { return }
         if let queue = client.queue {
-            guard queue.reserve(outbound.size) else {
+            guard queue.reserve(outbound) else {
                 overflowed(id, client, first: outbound)
                 return
             }
@@ -271,16 +271,66 @@ public actor KernelConnection {
     /// Clients disconnected because their output queue overflowed (for metrics).
     public private(set) var slowClientsDisconnected = 0
 
-    public func removeClient(_ id: ClientID) {
-        guard let client = clients.removeValue(forKey: id) else { return }
-        client.continuation.finish()
-        // The session's last WebSocket is gone: keep its messages until it comes back.
-        if client.replayable, !closed, !clients.values.contains(where: { $0.session == client.session }) {
-            offline[client.session] = ReplayBuffer(since: ContinuousClock.now)
-            if offline.count > Self.maxOfflineSessions,
-               let oldest = offline.min(by: { $0.value.since < $1.value.since })?.key {
-                offline.removeValue(forKey: oldest)
+    /// Ends a client's stream without removing it: its writer, told to stop, wakes and ends,
+    /// while what the kernel sends meanwhile still lands in the client's queue (unwritten), to
+    /// be handed back by `removeClient(_:unwritten:)`.
+    public func finishStream(_ id: ClientID) {
+        clients[id]?.continuation.finish()
+    }
+
+    /// Removes a client. With `unwritten`, the queue of a client whose writer has stopped, what
+    /// it was given and never wrote goes to the front of its session's replay buffer, before
+    /// anything kept from now on, so the next WebSocket of the session gets every message once
+    /// and in order. (Done in the same step as the removal: a reconnect cannot slip in between.)
+    public func removeClient(_ id: ClientID, unwritten queue: ClientQueue? = nil) {
+        if let client = clients.removeValue(forKey: id) {
+            client.continuation.finish()
+            // The session's last WebSocket is gone: keep its messages until it comes back.
+            if client.replayable, !closed, !clients.values.contains(where: { $0.session == client.session }) {
+                offline[client.session] = ReplayBuffer(since: ContinuousClock.now)
+                if offline.count > Self.maxOfflineSessions,
+                   let oldest = offline.min(by: { $0.value.since < $1.value.since })?.key {
+                    offline.removeValue(forKey: oldest)
+                }
             }
+        }
+        // (A client cut for falling behind, or replaced by a newer socket, was removed already;
+        // its replay buffer exists.)
+        if let queue { requeue(queue) }
+    }
+
+    /// Puts what a stopped client was given and never wrote at the front of its session's
+    /// replay buffer. Without one (the client named no session, or another WebSocket of the
+    /// session is open and got them live) there is nobody to keep them for.
+    private func requeue(_ queue: ClientQueue) {
+        let unwritten = queue.takeUnwritten()
+        guard !unwritten.isEmpty, offline[queue.session] != nil else { return }
+        replayDroppedTotal += offline[queue.session]!.prepend(unwritten, maxMessages: replayLimits.messages, maxBytes: replayLimits.bytes)
+        logger.debug("kept unwritten messages of a closed client for replay",
+                     metadata: ["session_id": "\(queue.session)", "count": "\(unwritten.count)"])
+    }
+
+    /// jupyter_server's "Replacing stale connection" (`kernels/websocket.py`): a WebSocket that
+    /// names a session another open WebSocket has takes it over. The old one stops writing and
+    /// is removed; once its writer has returned, what it never wrote goes to the front of the
+    /// session's replay buffer, which the new one then receives: a client that reconnects
+    /// before the gateway has seen its old socket close loses nothing and gets nothing twice.
+    public func replaceStale(session: String) async {
+        var stale: [ClientQueue] = []
+        for (id, client) in clients where client.session == session && client.replayable {
+            client.queue?.stop()
+            clients.removeValue(forKey: id)
+            client.continuation.finish()
+            if let queue = client.queue { stale.append(queue) }
+        }
+        guard !stale.isEmpty else { return }
+        if !closed, offline[session] == nil { offline[session] = ReplayBuffer(since: ContinuousClock.now) }
+        logger.debug("replacing stale connection", metadata: ["session_id": "\(session)"])
+        for queue in stale {
+            if await !queue.waitForWriter(timeout: .seconds(5)) {
+                logger.warning("stale connection's writer did not stop within 5 s", metadata: ["session_id": "\(session)"])
+            }
+            requeue(queue)
         }
     }
 
@@ -302,10 +352,23 @@ public actor KernelConnection {
         var messages: ArraySlice<OutboundMessage> { storage[head...] }
         var count: Int { storage.count - head }
 
+        /// Puts older messages before the kept ones, then drops the oldest beyond the bounds;
+        /// returns how many were dropped.
+        mutating func prepend(_ older: [OutboundMessage], maxMessages: Int, maxBytes: Int) -> Int {
+            storage = older + storage[head...]
+            head = 0
+            bytes += older.reduce(0) { $0 + $1.size }
+            return trim(maxMessages: maxMessages, maxBytes: maxBytes)
+        }
+
         /// Appends, then drops the oldest beyond the bounds; returns how many were dropped.
         mutating func append(_ message: OutboundMessage, maxMessages: Int, maxBytes: Int) -> Int {
             storage.append(message)
             bytes += message.size
+            return trim(maxMessages: maxMessages, maxBytes: maxBytes)
+        }
+
+        private mutating func trim(maxMessages: Int, maxBytes: Int) -> Int {
             var n = 0
             while count > maxMessages || (bytes > maxBytes && count > 1) {
                 bytes -= storage[head].size
@@ -406,10 +469,15 @@ public actor KernelConnection {
         return n
     }
 
-    /// Pushes a message the gateway made (e.g. `status: restarting`) to every client.
+    /// Pushes a message the gateway made (e.g. `status: restarting`) to every client, and keeps
+    /// it for the sessions that are away.
     public func broadcast(_ message: JupyterMessage, on channel: Channel = .iopub) {
         let outbound = OutboundMessage(channel: channel, message: message)
+        // Like the kernel's own iopub: a session that is away gets it on its return, so a client
+        // that was disconnected while its kernel died still learns of the restart.
+        let offlineSessions = Array(offline.keys)
         for id in Array(clients.keys) { deliver(outbound, to: id) }
+        for session in offlineSessions { keepOffline(outbound, for: session) }
     }
 
     /// A status message signed as the kernel would sign it, for clients that verify.
@@ -574,46 +642,127 @@ public actor KernelConnection {
     }
 }
 
-/// The bytes queued for one WebSocket client and not yet written: reserved by the kernel
-/// connection when it queues a message, released by the writer once the frame is written.
-/// Lock-free, so the relay's hot path pays one atomic operation per message.
+/// The messages handed to one WebSocket client and not yet written: queued by the kernel
+/// connection, acknowledged by the writer once each frame is written. It bounds what a slow
+/// client may hold, and when the client closes it is what goes back to the session's replay
+/// buffer (handed to the stream, never written), so a close loses nothing.
 public final class ClientQueue: Sendable {
     public let limit: Int
-    /// Bytes handed to the client and not yet written, and how many of the oldest of them were
-    /// a forced replay. The bound applies to the rest: a client that reconnects to a replay
-    /// larger than the bound while its kernel keeps printing is not cut for the replay, only if
-    /// it then falls `limit` behind the live output (the writer releases in order, so the first
-    /// bytes released are the replay's).
-    private let state = Mutex<(bytes: Int, forced: Int)>((0, 0))
+    /// The client's session (where its unwritten messages go back to).
+    let session: String
 
-    init(limit: Int) { self.limit = limit }
+    struct State {
+        /// Bytes queued and not yet written, and how many of the oldest of them were a forced
+        /// replay. The bound applies to the rest: a client that reconnects to a replay larger
+        /// than the bound while its kernel keeps printing is not cut for the replay, only if it
+        /// then falls `limit` behind the live output (the writer writes in order, so the first
+        /// bytes written are the replay's).
+        var bytes = 0
+        var forced = 0
+        /// The unwritten messages, oldest first (`pending[head...]`).
+        var pending: [OutboundMessage] = []
+        var head = 0
+        /// Set when the client closed: the writer writes nothing more.
+        var stopped = false
+    }
+
+    private let state = Mutex(State())
+    private let writer = Mutex<(ended: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    init(limit: Int, session: String = "") {
+        self.limit = limit
+        self.session = session
+    }
 
     public var queued: Int { state.withLock { $0.bytes } }
 
     /// False when the message would take the queue's live part past its limit (a message larger
     /// than the limit still goes through an empty queue, so one big output never disconnects).
-    func reserve(_ size: Int) -> Bool {
+    func reserve(_ message: OutboundMessage) -> Bool {
         state.withLock { s in
             let live = s.bytes - s.forced
-            if live > 0 && live + size > limit { return false }
-            s.bytes += size
+            if live > 0 && live + message.size > limit { return false }
+            s.bytes += message.size
+            s.pending.append(message)
             return true
         }
     }
 
-    /// Counts a message that must go out regardless (a replay).
-    func force(_ size: Int) {
+    /// Queues a message that must go out regardless (a replay).
+    func force(_ message: OutboundMessage) {
         state.withLock { s in
-            s.bytes += size
-            s.forced += size
+            s.bytes += message.size
+            s.forced += message.size
+            s.pending.append(message)
         }
     }
 
-    /// The writer wrote a message of this many raw bytes.
-    public func release(_ size: Int) {
+    /// Called by the writer before each frame: false once the client has closed, so the rest
+    /// stays unwritten (and goes back to the replay buffer) instead of racing the close.
+    public func shouldWrite() -> Bool { state.withLock { !$0.stopped } }
+
+    /// The writer wrote the oldest queued message.
+    public func written() {
         state.withLock { s in
+            guard s.head < s.pending.count else { return }
+            let size = s.pending[s.head].size
+            s.head += 1
             s.bytes -= size
             s.forced = max(0, s.forced - size)
+            if s.head > 256 && s.head * 2 > s.pending.count {
+                s.pending.removeFirst(s.head)
+                s.head = 0
+            }
+        }
+    }
+
+    /// The client closed: stop writing.
+    public func stop() { state.withLock { $0.stopped = true } }
+
+    /// The writer has returned: nothing of this queue is being written any more.
+    public func writerEnded() {
+        let waiters = writer.withLock { w -> [CheckedContinuation<Void, Never>] in
+            w.ended = true
+            defer { w.waiters = [] }
+            return w.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits until the writer has returned, at most `timeout`; false when it had not.
+    func waitForWriter(timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    let done = self.writer.withLock { w -> Bool in
+                        if w.ended { return true }
+                        w.waiters.append(c)
+                        return false
+                    }
+                    if done { c.resume() }
+                }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            if !first { self.writerEnded() }  // releases the waiting child; the writer is left to its fate
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// What was queued and never written, oldest first (after the writer has stopped).
+    func takeUnwritten() -> [OutboundMessage] {
+        state.withLock { s in
+            let rest = Array(s.pending[s.head...])
+            s.pending = []
+            s.head = 0
+            s.bytes = 0
+            s.forced = 0
+            return rest
         }
     }
 }

@@ -1,24 +1,45 @@
+@testable import JupyterProtocol
 @testable import KernelBridge
 import Testing
 
-/// The per-client output bound, without sockets.
+/// The per-client output bound and the unwritten-message hand-back, without sockets.
 @Suite struct ClientQueueTests {
+    /// A message of exactly `size` raw bytes (header padded; the rest `{}`), named `id`.
+    static func message(_ size: Int, id: String = "m") -> OutboundMessage {
+        let base = #"{"msg_id":"\#(id)","msg_type":"stream","session":"s","pad":""}"#
+        let header = Array(base.dropLast(2).utf8) + Array(repeating: UInt8(ascii: "x"), count: max(0, size - base.utf8.count - 6))
+            + Array(#""}"#.utf8)
+        let m = try! JupyterMessage(header: header, parentHeader: Array("{}".utf8), metadata: Array("{}".utf8), content: Array("{}".utf8))
+        return OutboundMessage(channel: .iopub, message: m)
+    }
+
     @Test func aReplayLargerThanTheBoundDoesNotCutTheClient() {
-        let q = ClientQueue(limit: 100)
-        q.force(1000)                    // replay on reconnect
-        #expect(q.reserve(60))           // live output while the replay is still being written
-        #expect(!q.reserve(60), "falling `limit` behind the live output still cuts")
-        q.release(1000)                  // the replay is written (in order, first)
-        #expect(q.queued == 60)
-        #expect(q.reserve(40))
-        #expect(!q.reserve(1))
+        let q = ClientQueue(limit: 1000)
+        q.force(Self.message(10_000))            // replay on reconnect
+        #expect(q.reserve(Self.message(600)))    // live output while the replay is still being written
+        #expect(!q.reserve(Self.message(600)), "falling `limit` behind the live output still cuts")
+        q.written()                              // the replay is written (in order, first)
+        #expect(q.queued == 600)
+        #expect(q.reserve(Self.message(400)))
+        #expect(!q.reserve(Self.message(100)))
     }
 
     @Test func oneLargeMessageGoesThroughAnEmptyQueue() {
-        let q = ClientQueue(limit: 10)
-        #expect(q.reserve(1000))
-        #expect(!q.reserve(1))
-        q.release(1000)
-        #expect(q.reserve(5))
+        let q = ClientQueue(limit: 100)
+        #expect(q.reserve(Self.message(1000)))
+        #expect(!q.reserve(Self.message(100)))
+        q.written()
+        #expect(q.reserve(Self.message(100)))
+    }
+
+    @Test func whatWasNeverWrittenIsHandedBackInOrder() {
+        let q = ClientQueue(limit: 1 << 20)
+        for id in ["a", "b", "c", "d"] { #expect(q.reserve(Self.message(100, id: id))) }
+        q.written()
+        #expect(q.shouldWrite())
+        q.stop()
+        #expect(!q.shouldWrite())
+        #expect(q.takeUnwritten().map(\.message.msgID) == ["b", "c", "d"])
+        #expect(q.queued == 0 && q.takeUnwritten().isEmpty)
     }
 }

@@ -99,7 +99,9 @@ struct ChannelsWebSocket {
         let session = requestedSession ?? UUID().uuidString.lowercased()
         var logger = logger
         logger[metadataKey: "kernel_id"] = "\(id)"
-        // Only a client that names its session can come back for what it missed.
+        // Only a client that names its session can come back for what it missed; one that comes
+        // back before its old socket is seen closing takes the session over.
+        if requestedSession != nil { await connection.replaceStale(session: session) }
         let (client, messages, queue) = await connection.addClient(session: session, replayable: requestedSession != nil,
                                                                    queueLimit: configuration.maxClientQueueBytes)
         logger.debug("websocket connected", metadata: ["session_id": "\(session)", "protocol": "\(proto == .v1 ? "v1" : "legacy")"])
@@ -108,9 +110,13 @@ struct ChannelsWebSocket {
         let metrics = registry.metrics
         metrics.webSocketOpened()
         defer { metrics.webSocketClosed() }
-        await withTaskGroup(of: Void.self) { group in
+        // true: the writer ended (a write failed, or the stream ended: the client was cut or the
+        // kernel connection closed); false: the reader ended (the client closed).
+        await withTaskGroup(of: Bool.self) { group in
             group.addTask {
+                defer { queue.writerEnded() }
                 for await message in messages {
+                    guard queue.shouldWrite() else { return true }
                     let frame: WebSocketFrame = switch message.payload(for: proto) {
                     case .text(let bytes): WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(bytes: bytes))
                     case .binary(let bytes): WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: bytes))
@@ -119,10 +125,11 @@ struct ChannelsWebSocket {
                     do {
                         try await outbound.write(.custom(frame))
                     } catch {
-                        return
+                        return true
                     }
-                    queue.release(message.size)
+                    queue.written()
                 }
+                return true
             }
             group.addTask {
                 do {
@@ -142,11 +149,21 @@ struct ChannelsWebSocket {
                 } catch {
                     logger2.debug("websocket read ended", metadata: ["error": "\(error)"])
                 }
+                return false
             }
-            await group.next()
-            group.cancelAll()
+            // The writer is never cancelled mid-write: when the client closes it is told to stop
+            // and woken by the end of its stream, so each message is either written or handed
+            // back for replay by removeClient, never both, never neither.
+            let writerEnded = await group.next() ?? true
+            queue.stop()
+            if writerEnded {
+                group.cancelAll()
+            } else {
+                await connection.finishStream(client)
+            }
+            await group.waitForAll()
         }
-        await connection.removeClient(client)
+        await connection.removeClient(client, unwritten: queue)
         logger.debug("websocket closed", metadata: ["session_id": "\(session)"])
     }
 }
