@@ -100,7 +100,13 @@ extension KernelProvisioner {
 
 /// Why a kernel could not be started.
 public struct ProvisionerError: Error, CustomStringConvertible, Sendable {
+    /// What the gateway answers: a failed launch (500), or the request's own fault.
+    public enum Kind: Sendable { case failed, badRequest, forbidden }
     public var message: String
-    public init(_ message: String) { self.message = message }
+    public var kind: Kind
+    public init(_ message: String, kind: Kind = .failed) {
+        self.message = message
+        self.kind = kind
+    }
     public var description: String { message }
 }

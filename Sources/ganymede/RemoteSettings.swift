@@ -32,6 +32,7 @@ extension Settings {
         r.slurmAccount = string("slurm_account", env: [])
         r.slurmTimeLimit = string("slurm_time_limit", env: [])
         if let s = try double("slurm_poll_interval", env: []) { r.slurmPollInterval = .milliseconds(Int64(max(0.1, s) * 1000)) }
+        try kubernetes(into: &r)
         if let mode = string("launcher_auth", env: []) {
             guard let v = LauncherAuthMode(rawValue: mode.lowercased()) else {
                 throw ValidationError("GANYMEDE_LAUNCHER_AUTH must be one of \(LauncherAuthMode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(mode)'")
@@ -39,5 +40,35 @@ extension Settings {
             r.launcherAuth = v
         }
         return r
+    }
+
+    /// Kernel pods: a kubeconfig (GANYMEDE_KUBECONFIG, `kubeconfig:`, KUBECONFIG) or the pod's
+    /// service account; EG's names for the namespace, sharing, service account and prohibited ids.
+    private func kubernetes(into r: inout RemoteConfiguration) throws {
+        var k: KubernetesConfiguration?
+        if let path = string("kubeconfig", env: ["KUBECONFIG"]) {
+            do {
+                k = try KubernetesConfiguration.kubeconfig(at: path)
+            } catch {
+                r.kubernetesProblem = error.message
+            }
+        } else {
+            k = KubernetesConfiguration.inCluster(environment: env)
+        }
+        guard var c = k else { return }
+        if let ns = string("kubernetes_namespace", env: ["EG_NAMESPACE"]) { c.namespace = ns }
+        if let shared = try bool("shared_namespace", env: ["EG_SHARED_NAMESPACE"]) { c.sharedNamespace = shared }
+        if let sa = string("kernel_service_account_name", env: ["EG_DEFAULT_KERNEL_SERVICE_ACCOUNT_NAME"]) { c.serviceAccountName = sa }
+        if let image = string("kernel_image", env: ["EG_KERNEL_IMAGE"]) { c.defaultImage = image }
+        if let grace = try int("kernel_pod_grace_period", env: []) { c.deleteGracePeriod = max(0, grace) }
+        func ids(_ text: String) throws -> Set<Int> {
+            Set(try Self.list(text).map { s in
+                guard let i = Int(s) else { throw ValidationError("prohibited ids must be numbers, got '\(s)'") }
+                return i
+            })
+        }
+        if let uids = stringAllowingEmpty("prohibited_uids", env: ["EG_PROHIBITED_UIDS"]) { c.prohibitedUIDs = try ids(uids) }
+        if let gids = stringAllowingEmpty("prohibited_gids", env: ["EG_PROHIBITED_GIDS"]) { c.prohibitedGIDs = try ids(gids) }
+        r.kubernetes = c
     }
 }

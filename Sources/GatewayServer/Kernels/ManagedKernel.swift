@@ -214,7 +214,11 @@ public actor ManagedKernel {
         do {
             info = try await provisioner.launch(request)
         } catch {
-            throw GatewayError(.internalServerError, reason: "Kernel launch failed", "\(error)")
+            switch (error as? ProvisionerError)?.kind {
+            case .forbidden?: throw GatewayError(.forbidden, reason: "Forbidden", "\(error)")
+            case .badRequest?: throw GatewayError.badRequest("\(error)")
+            default: throw GatewayError(.internalServerError, reason: "Kernel launch failed", "\(error)")
+            }
         }
         if connection == nil {
             connection = try await openConnection(info)

@@ -6,7 +6,7 @@ import Provisioning
 /// `metadata.kernel_provisioner.provisioner_name` (jupyter_client). EG's class names map to
 /// ours so EG kernelspecs work unchanged; EG has no Slurm proxy, so Slurm has a Ganymede name.
 enum ProvisionerCatalog {
-    enum Kind: String, Sendable { case local, ssh, slurm }
+    enum Kind: String, Sendable { case local, ssh, slurm, kubernetes }
 
     static let names: [String: Kind] = [
         "enterprise_gateway.services.processproxies.processproxy.LocalProcessProxy": .local,
@@ -15,6 +15,8 @@ enum ProvisionerCatalog {
         "enterprise_gateway.services.processproxies.distributed.DistributedProcessProxy": .ssh,
         "ganymede.SSHProvisioner": .ssh,
         "ganymede.SlurmProvisioner": .slurm,
+        "enterprise_gateway.services.processproxies.k8s.KubernetesProcessProxy": .kubernetes,
+        "ganymede.KubernetesProvisioner": .kubernetes,
     ]
 
     /// The class name a kernelspec asks for, if any (none means local, as in EG).
@@ -58,6 +60,9 @@ enum ProvisionerCatalog {
             return await SSHProvisioner.attach(handle: record.handle, services: remote, config: config,
                                                runtimeDirectory: runtimeDirectory, logger: logger)
         case "slurm": return await SlurmProvisioner.attach(handle: record.handle, services: remote, config: config, logger: logger)
+        case "kubernetes":
+            return await KubernetesProvisioner.attach(handle: record.handle, kernelID: record.kernelID, services: remote, config: config,
+                                                      logger: logger)
         default: return nil
         }
     }
@@ -68,6 +73,7 @@ enum ProvisionerCatalog {
         case .local: return LocalProvisioner(logger: logger)
         case .ssh: return SSHProvisioner(services: remote, config: config, logger: logger)
         case .slurm: return SlurmProvisioner(services: remote, config: config, logger: logger)
+        case .kubernetes: return KubernetesProvisioner(services: remote, config: config, logger: logger)
         }
     }
 }

@@ -44,6 +44,11 @@ public struct RemoteConfiguration: Sendable {
     /// `GANYMEDE_LAUNCHER_AUTH` (config `launcher_auth`): `required` refuses launchers that speak only EG's version-1 envelope.
     public var launcherAuth = LauncherAuthMode.optional
 
+    /// The Kubernetes API for kernel pods (kubeconfig or in-cluster); nil: not configured.
+    public var kubernetes: KubernetesConfiguration?
+    /// Why loading it failed, for the error a kernel pod start then gets.
+    public var kubernetesProblem: String?
+
     public init() {}
 
     /// A fresh launch key when the kernelspec asks for the authenticated mode; an error when the

@@ -10,6 +10,7 @@ public actor RemoteServices {
     public nonisolated let ssh: SSHHosts
     private let logger: Logger
     private var listenerTask: Task<ResponseListener, any Error>?
+    private var kubernetesClient: KubernetesClient?
 
     public init(configuration: RemoteConfiguration, runtimeDirectory: String, logger: Logger) {
         self.configuration = configuration
@@ -36,6 +37,19 @@ public actor RemoteServices {
         }
     }
 
+    /// The Kubernetes API client, made on the first kernel pod.
+    public func kubernetes() throws -> KubernetesClient {
+        if let kubernetesClient { return kubernetesClient }
+        guard let k = configuration.kubernetes else {
+            throw ProvisionerError("No Kubernetes API is configured for kernel pods: run the gateway in a cluster (service account) "
+                                   + "or point GANYMEDE_KUBECONFIG / KUBECONFIG at a kubeconfig"
+                                   + (configuration.kubernetesProblem.map { " (\($0))" } ?? ""))
+        }
+        let client = try KubernetesClient(configuration: k)
+        kubernetesClient = client
+        return client
+    }
+
     /// EG's default: the first local IPv4 address that is not loopback, so launchers on other
     /// hosts can reach it; loopback when there is none.
     static func defaultResponseIP() -> String {
@@ -52,5 +66,7 @@ public actor RemoteServices {
         if let task = listenerTask, let listener = try? await task.value { await listener.close() }
         listenerTask = nil
         await ssh.shutdown()
+        await kubernetesClient?.shutdown()
+        kubernetesClient = nil
     }
 }
