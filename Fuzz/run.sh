@@ -45,12 +45,12 @@ for target in "${TARGETS[@]}"; do
     log=".build-fuzz/$target.log"
     echo "[fuzz] running $target for ${SECONDS_PER_TARGET}s (log: $log)"
     set +e
-    ".build-fuzz/debug/$target" "$work" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
+    LSAN_OPTIONS="suppressions=$PWD/Fuzz/lsan.supp" ".build-fuzz/debug/$target" "$work" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
         -max_len=65536 -artifact_prefix="Fuzz/crashes/$target-" -print_final_stats=1 > "$log" 2>&1
     rc=$?
     set -e
-    execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')"
-    rate="$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')"
+    execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || echo '?')"
+    rate="$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || echo '?')"
     cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')"
     corpus="$(find "$work" -type f | wc -l)"
     if [ "$rc" -eq 0 ]; then result="no crash, no sanitizer report"; else result="**FAILED (exit $rc)**, see Fuzz/crashes/"; status=1; fi
