@@ -265,8 +265,15 @@ public actor KernelConnection {
         if keep {
             if offline[client.session] == nil { offline[client.session] = ReplayBuffer(since: ContinuousClock.now) }
             keepOffline(first, for: client.session)
+            // Its writer goes on writing what was queued; a reconnect of the session must not
+            // take the replay before what that writer never wrote has gone back to its front.
+            if let queue = client.queue { detached[client.session, default: []].append(queue) }
         }
     }
+
+    /// Queues of clients removed while their writer may still run (cut for falling behind), by
+    /// session, until their relay hands back what they never wrote (`removeClient(_:unwritten:)`).
+    private var detached: [String: [ClientQueue]] = [:]
 
     /// Clients disconnected because their output queue overflowed (for metrics).
     public private(set) var slowClientsDisconnected = 0
@@ -296,7 +303,12 @@ public actor KernelConnection {
         }
         // (A client cut for falling behind, or replaced by a newer socket, was removed already;
         // its replay buffer exists.)
-        if let queue { requeue(queue) }
+        guard let queue else { return }
+        requeue(queue)
+        if var waiting = detached[queue.session] {
+            waiting.removeAll { $0 === queue }
+            detached[queue.session] = waiting.isEmpty ? nil : waiting
+        }
     }
 
     /// Puts what a stopped client was given and never wrote at the front of its session's
@@ -311,8 +323,8 @@ public actor KernelConnection {
     }
 
     /// jupyter_server's "Replacing stale connection" (`kernels/websocket.py`): a WebSocket that
-    /// names a session another open WebSocket has takes it over. The old one stops writing and
-    /// is removed; once its writer has returned, what it never wrote goes to the front of the
+    /// names a session another open WebSocket has (or one cut for falling behind whose writer
+    /// may still run) takes it over. The old one stops writing and is removed; once its writer has returned, what it never wrote goes to the front of the
     /// session's replay buffer, which the new one then receives: a client that reconnects
     /// before the gateway has seen its old socket close loses nothing and gets nothing twice.
     public func replaceStale(session: String) async {
@@ -322,6 +334,10 @@ public actor KernelConnection {
             clients.removeValue(forKey: id)
             client.continuation.finish()
             if let queue = client.queue { stale.append(queue) }
+        }
+        for queue in detached.removeValue(forKey: session) ?? [] {
+            queue.stop()
+            stale.append(queue)
         }
         guard !stale.isEmpty else { return }
         if !closed, offline[session] == nil { offline[session] = ReplayBuffer(since: ContinuousClock.now) }
