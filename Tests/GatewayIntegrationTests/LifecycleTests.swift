@@ -114,6 +114,10 @@ struct LifecycleTests {
             let id = try await gw.startKernel()
             let client = ChannelsClient(proto: .v1)
             try await client.connect(gw, kernel: id)
+            // The upgrade answers before the relay registers the client: see it counted first.
+            for _ in 0..<200 where (try await gw.request(.GET, "/api/kernels/\(id)")).object["connections"] as? Int != 1 {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             async let drained: Void = gw.gateway.registry.shutdownAll()
             let dead = await client.waitForStatus(["dead"], timeout: .seconds(30))
             #expect(dead.flatMap { ChannelsClient.string($0.content, "reason") } == "the gateway is shutting down")

@@ -157,6 +157,18 @@ struct ChannelsWebSocket {
             let writerEnded = await group.next() ?? true
             queue.stop()
             if writerEnded {
+                // The gateway ends this socket (client cut for falling behind, kernel gone, or a
+                // failed write): close it rather than cancel the reader. The close frame follows
+                // everything written, so a client that reads on gets all of it and answers; a
+                // cancelled inbound iterator would let the WebSocket layer skip that handshake and
+                // close the channel under unsent and unread data. A client that never answers is
+                // let go after 15 s.
+                try? await outbound.close(.normalClosure, reason: nil)
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(15))
+                    return true
+                }
+                _ = await group.next()
                 group.cancelAll()
             } else {
                 await connection.finishStream(client)
