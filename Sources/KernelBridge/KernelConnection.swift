@@ -263,7 +263,7 @@ public actor KernelConnection {
             "kept_for_replay": "\(keep)",
         ])
         if keep {
-            if offline[client.session] == nil { offline[client.session] = ReplayBuffer(since: ContinuousClock.now) }
+            openReplayBuffer(for: client.session)
             keepOffline(first, for: client.session)
             // Its writer goes on writing what was queued; a reconnect of the session must not
             // take the replay before what that writer never wrote has gone back to its front.
@@ -294,11 +294,7 @@ public actor KernelConnection {
             client.continuation.finish()
             // The session's last WebSocket is gone: keep its messages until it comes back.
             if client.replayable, !closed, !clients.values.contains(where: { $0.session == client.session }) {
-                offline[client.session] = ReplayBuffer(since: ContinuousClock.now)
-                if offline.count > Self.maxOfflineSessions,
-                   let oldest = offline.min(by: { $0.value.since < $1.value.since })?.key {
-                    offline.removeValue(forKey: oldest)
-                }
+                openReplayBuffer(for: client.session)
             }
         }
         // (A client cut for falling behind, or replaced by a newer socket, was removed already;
@@ -324,9 +320,10 @@ public actor KernelConnection {
 
     /// jupyter_server's "Replacing stale connection" (`kernels/websocket.py`): a WebSocket that
     /// names a session another open WebSocket has (or one cut for falling behind whose writer
-    /// may still run) takes it over. The old one stops writing and is removed; once its writer has returned, what it never wrote goes to the front of the
-    /// session's replay buffer, which the new one then receives: a client that reconnects
-    /// before the gateway has seen its old socket close loses nothing and gets nothing twice.
+    /// may still run) takes it over. The old one stops writing and is removed; once its writer
+    /// has returned, what it never wrote goes to the front of the session's replay buffer, which
+    /// the new one then receives: a client that reconnects before the gateway has seen its old
+    /// socket close loses nothing and gets nothing twice.
     public func replaceStale(session: String) async {
         var stale: [ClientQueue] = []
         for (id, client) in clients where client.session == session && client.replayable {
@@ -340,7 +337,7 @@ public actor KernelConnection {
             stale.append(queue)
         }
         guard !stale.isEmpty else { return }
-        if !closed, offline[session] == nil { offline[session] = ReplayBuffer(since: ContinuousClock.now) }
+        if !closed { openReplayBuffer(for: session) }
         logger.debug("replacing stale connection", metadata: ["session_id": "\(session)"])
         for queue in stale {
             if await !queue.waitForWriter(timeout: .seconds(5)) {
@@ -417,6 +414,16 @@ public actor KernelConnection {
     public func setReplayLimits(messages: Int, bytes: Int, ttl: Duration) {
         replayLimits = (messages, bytes)
         replayTTL = ttl
+    }
+
+    /// Starts keeping a session's messages (if not already), within `maxOfflineSessions`: the
+    /// session away longest is dropped beyond it.
+    private func openReplayBuffer(for session: String) {
+        guard offline[session] == nil else { return }
+        offline[session] = ReplayBuffer(since: ContinuousClock.now)
+        if offline.count > Self.maxOfflineSessions, let oldest = offline.min(by: { $0.value.since < $1.value.since })?.key {
+            offline.removeValue(forKey: oldest)
+        }
     }
 
     private func keepOffline(_ message: OutboundMessage, for session: String) {
