@@ -168,7 +168,6 @@ public actor KubernetesProvisioner: KernelProvisioner {
     /// `kernel-pod.yaml` there or in `scripts/`; nil: the built-in pod.
     private func loadTemplate(spec: KernelSpec) throws(ProvisionerError) -> String? {
         let dir = spec.resourceDirectory
-        var candidates: [URL] = []
         if let named = config?["pod_template"]?.stringValue {
             let url = named.hasPrefix("/") ? URL(fileURLWithPath: named) : dir.appendingPathComponent(named)
             guard let text = try? String(contentsOf: url, encoding: .utf8) else {
@@ -176,8 +175,7 @@ public actor KubernetesProvisioner: KernelProvisioner {
             }
             return text
         }
-        candidates = [dir.appendingPathComponent("kernel-pod.yaml"), dir.appendingPathComponent("scripts/kernel-pod.yaml")]
-        for url in candidates { if let text = try? String(contentsOf: url, encoding: .utf8) { return text } }
+        for url in [dir.appendingPathComponent("kernel-pod.yaml"), dir.appendingPathComponent("scripts/kernel-pod.yaml")] { if let text = try? String(contentsOf: url, encoding: .utf8) { return text } }
         return nil
     }
 
@@ -200,23 +198,20 @@ public actor KubernetesProvisioner: KernelProvisioner {
                 } catch {
                     failures += 1
                     // 410 Gone (too old a resourceVersion) or a broken stream: read the pod
-                    // again and watch on from what it says.
-                    if let pod = try? await client.pod(name, namespace: ns) {
-                        await self.observe(type: "MODIFIED", pod: pod)
-                    } else if failures > 1, (try? await client.pod(name, namespace: ns)) == nil,
-                              await self.podGoneConfirmed(client: client, name: name, ns: ns) {
-                        await self.observe(type: "DELETED", pod: .object([:]))
-                    }
+                    // again and watch on from what it says. Gone only when the API says so after a
+                    // second failed watch in a row (not when it cannot be reached).
+                    do {
+                        if let pod = try await client.pod(name, namespace: ns) {
+                            await self.observe(type: "MODIFIED", pod: pod)
+                        } else if failures > 1 {
+                            await self.observe(type: "DELETED", pod: .object([:]))
+                        }
+                    } catch {}  // the API cannot be reached: try again
                     try? await Task.sleep(for: .milliseconds(min(5000, 200 * failures)))
                 }
                 if await self.ended != nil { return }
             }
         }
-    }
-
-    /// True when the API answers and the pod is not there (not when the API is unreachable).
-    private func podGoneConfirmed(client: KubernetesClient, name: String, ns: String) async -> Bool {
-        do { return try await client.pod(name, namespace: ns) == nil } catch { return false }
     }
 
     private func observe(type: String, pod: JSONValue) {
