@@ -1,4 +1,5 @@
 import Foundation
+import JupyterProtocol
 import Logging
 import Testing
 @testable import Provisioning
@@ -55,6 +56,11 @@ struct LauncherAuthenticationTests {
     @Test func keysSurviveTheirTextForm() throws {
         let secret = LaunchSecret()
         #expect(LaunchSecret(base64: secret.base64) == secret)
+        var extra: [String: String] = [:]
+        CommPort.Credentials(secret: secret, kernelID: "k-1").store(in: &extra)
+        let back = try #require(CommPort.Credentials(handle: extra))
+        #expect(back.secret == secret && back.kernelID == "k-1")
+        #expect(CommPort.Credentials(handle: ["launch_key": secret.base64]) == nil)
         #expect(secret != LaunchSecret())
         #expect(LaunchSecret(base64: "c2hvcnQ=") == nil)
         #expect(LaunchSecret(base64: "not base64") == nil)
@@ -68,9 +74,13 @@ struct LauncherAuthenticationTests {
         #expect(throws: ProvisionerError.self) { try LauncherAuthRequest.wanted(.object(["launcher_auth": .string("rot13")])) }
         var required = RemoteConfiguration()
         required.launcherAuth = .required
-        #expect(throws: ProvisionerError.self) { try required.launchSecret(wanted: false, kernelName: "eg_spec") }
-        #expect(try required.launchSecret(wanted: true, kernelName: "ours") != nil)
-        #expect(try RemoteConfiguration().launchSecret(wanted: false, kernelName: "eg_spec") == nil)
+        let ours: JSONValue = .object(["launcher_auth": .string("aes-gcm")])
+        #expect(throws: ProvisionerError.self) { try required.launchSecret(config: nil, kernelName: "eg_spec") }
+        #expect(try required.launchSecret(config: ours, kernelName: "ours") != nil)
+        #expect(try RemoteConfiguration().launchSecret(config: nil, kernelName: "eg_spec") == nil)
+        #expect(throws: ProvisionerError.self) {
+            try RemoteConfiguration().launchSecret(config: .object(["launcher_auth": .string("rot13")]), kernelName: "bad")
+        }
     }
 }
 

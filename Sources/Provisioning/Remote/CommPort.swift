@@ -45,5 +45,17 @@ public enum CommPort {
             self.secret = secret
             self.kernelID = kernelID
         }
+
+        /// From a persisted handle's fields (`KernelHandle.extra`), for a re-attached kernel.
+        init?(handle extra: [String: String]) {
+            guard let secret = extra["launch_key"].flatMap(LaunchSecret.init(base64:)), let kernelID = extra["kernel_id"] else { return nil }
+            self.init(secret: secret, kernelID: kernelID)
+        }
+
+        /// Into a persisted handle's fields (the session file is private to the gateway user).
+        func store(in extra: inout [String: String]) {
+            extra["launch_key"] = secret.base64
+            extra["kernel_id"] = kernelID
+        }
     }
 }

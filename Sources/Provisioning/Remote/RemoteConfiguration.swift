@@ -1,4 +1,5 @@
 import Foundation
+import JupyterProtocol
 
 /// Settings shared by the remote provisioners, named as EG names them where EG has them
 /// (`processproxy.py`, `distributed.py`); kernelspec `metadata.process_proxy.config` overrides
@@ -53,8 +54,8 @@ public struct RemoteConfiguration: Sendable {
 
     /// A fresh launch key when the kernelspec asks for the authenticated mode; an error when the
     /// gateway requires it and the kernelspec does not (its launcher would only be refused).
-    func launchSecret(wanted: Bool, kernelName: String) throws(ProvisionerError) -> LaunchSecret? {
-        if wanted { return LaunchSecret() }
+    func launchSecret(config: JSONValue?, kernelName: String) throws(ProvisionerError) -> LaunchSecret? {
+        if try LauncherAuthRequest.wanted(config) { return LaunchSecret() }
         if launcherAuth == .required {
             throw ProvisionerError("Kernelspec '\(kernelName)' uses an unauthenticated launcher (EG's version-1 protocol), and this gateway "
                                    + "requires authenticated launchers (GANYMEDE_LAUNCHER_AUTH=required): add \"launcher_auth\": \"aes-gcm\" to its "

@@ -29,8 +29,8 @@ public actor SSHProvisioner: KernelProvisioner {
     private var localLog: String?
     private var remoteBase: String?
     private var remotePIDKnown = false
-    /// Whether the kernelspec declares `launcher_auth` (or why its value is wrong).
-    private let launcherAuth: Result<Bool, ProvisionerError>
+    /// The kernelspec's `process_proxy.config`.
+    private let specConfig: JSONValue?
     /// The launch key of a kernel started in the authenticated mode (`LaunchSecret`).
     private var commAuth: CommPort.Credentials?
 
@@ -38,7 +38,7 @@ public actor SSHProvisioner: KernelProvisioner {
         self.services = services
         self.specHosts = Self.hosts(config?["remote_hosts"])
         self.portRange = config?["port_range"]?.stringValue ?? services.configuration.portRange
-        self.launcherAuth = Result { () throws(ProvisionerError) in try LauncherAuthRequest.wanted(config) }
+        self.specConfig = config
         self.logger = logger
     }
 
@@ -59,7 +59,7 @@ public actor SSHProvisioner: KernelProvisioner {
         if remotePIDKnown { await killRemote(SIGKILL) }  // a relaunch after a lost session
         await teardownForwards()
         let listener = try await services.listener()
-        let secret = try services.configuration.launchSecret(wanted: launcherAuth.get(), kernelName: request.spec.name)
+        let secret = try services.configuration.launchSecret(config: specConfig, kernelName: request.spec.name)
         let chosen: String
         if let host { chosen = host } else {
             chosen = try await services.ssh.pick(requested: request.environment["KERNEL_REMOTE_HOST"], hosts: specHosts)
@@ -238,7 +238,7 @@ public actor SSHProvisioner: KernelProvisioner {
             extra["comm_host"] = commEndpoint.host
             extra["comm_port"] = String(commEndpoint.port)
         }
-        if let commAuth { extra["launch_key"] = commAuth.secret.base64 }
+        commAuth?.store(in: &extra)
         if !forwards.isEmpty { extra["forwards"] = forwards.map { "\($0.local):\($0.remote)" }.joined(separator: ",") }
         return KernelHandle(backend: "ssh", pid: kernelPID.map { Int32($0) }, host: host, logFile: remoteBase + ".log", extra: extra)
     }
@@ -306,9 +306,7 @@ public actor SSHProvisioner: KernelProvisioner {
         }
         remotePIDKnown = true
         if let h = handle.extra["comm_host"], let port = handle.extra["comm_port"].flatMap(Int.init) { commEndpoint = (h, port) }
-        if let key = handle.extra["launch_key"].flatMap(LaunchSecret.init(base64:)) {
-            commAuth = CommPort.Credentials(secret: key, kernelID: String(URL(fileURLWithPath: base).lastPathComponent.dropFirst("kernel-".count)))
-        }
+        commAuth = CommPort.Credentials(handle: handle.extra)
         await services.ssh.adopt(host)
         logger.info("re-attached remote launcher over SSH", metadata: ["pid": "\(kernelPID.map(String.init) ?? "?")"])
         return true

@@ -83,7 +83,7 @@ public actor SlurmProvisioner: KernelProvisioner {
         resetJob()
         let listener = try await services.listener()
         let c = services.configuration
-        let secret = try c.launchSecret(wanted: LauncherAuthRequest.wanted(config), kernelName: request.spec.name)
+        let secret = try c.launchSecret(config: config, kernelName: request.spec.name)
         let log = "\(c.kernelLogDirectory)/kernel-\(request.kernelID).log"
         logFile = log
         let argv = RemoteCommand.argv(spec: request.spec, kernelID: request.kernelID, responseAddress: listener.address,
@@ -324,10 +324,7 @@ public actor SlurmProvisioner: KernelProvisioner {
             extra["comm_port"] = String(commEndpoint.port)
         }
         if let script { extra["script"] = script }
-        if let commAuth {
-            extra["launch_key"] = commAuth.secret.base64
-            extra["kernel_id"] = commAuth.kernelID
-        }
+        commAuth?.store(in: &extra)
         return KernelHandle(backend: "slurm", pid: (payload?.pid ?? adoptedPID).map { Int32($0) }, host: node, logFile: logFile, extra: extra)
     }
 
@@ -351,9 +348,7 @@ public actor SlurmProvisioner: KernelProvisioner {
         script = handle.extra["script"]
         adoptedPID = handle.pid.map(Int.init)
         if let h = handle.extra["comm_host"], let port = handle.extra["comm_port"].flatMap(Int.init) { commEndpoint = (h, port) }
-        if let key = handle.extra["launch_key"].flatMap(LaunchSecret.init(base64:)), let kid = handle.extra["kernel_id"] {
-            commAuth = CommPort.Credentials(secret: key, kernelID: kid)
-        }
+        commAuth = CommPort.Credentials(handle: handle.extra)
         startMonitor(interval: services.configuration.slurmPollInterval)
         logger.info("re-attached Slurm job", metadata: ["node": "\(node ?? "?")"])
         return true
