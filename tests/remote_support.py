@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Gateway, free_port, wait_until
+from conftest import REPO, Gateway, KernelTracker, free_port, wait_until
 
 REMOTE_SPECS = REPO / "kernelspecs" / "remote"
 ENV_SCRIPT = REPO / "scripts" / "remote-test-env.sh"
@@ -182,3 +182,25 @@ def assert_state_kept_and_interruptible(gw: Gateway, kernel_id: str):
         assert gw.post(f"api/kernels/{kernel_id}/interrupt").status_code == 204
         res = ws.collect_execution(msg_id, timeout=30)
         assert res.error and res.error["ename"] == "KeyboardInterrupt", res.summary()
+
+
+# ---- fixtures shared by the SSH test modules (import them by name into the module)
+
+@pytest.fixture(scope="module")
+def ssh_env(tmp_path_factory):
+    """The sshd on 127.0.0.2 for one test module."""
+    env = RemoteEnv(tmp_path_factory.mktemp("ssh-env"), "ssh").start()
+    yield env
+    env.stop()
+
+
+@pytest.fixture
+def kernels(gw):
+    """Remote kernels started through the module's `gw`: deleted after the test, and checked
+    to leave no launcher process behind."""
+    t = KernelTracker(gw)
+    yield t
+    ids = list(t.ids)
+    t.cleanup()
+    for kid in ids:
+        assert_no_launcher_left(kid)

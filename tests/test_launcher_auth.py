@@ -17,17 +17,12 @@ from pathlib import Path
 import pytest
 
 from conftest import KernelTracker, KernelWS, assert_json_error, execute_ok, wait_until
-from remote_support import (DISTRIBUTED, REMOTE_SPECS, RemoteEnv, assert_no_launcher_left, launcher_argv, launcher_pids,
+from remote_support import (DISTRIBUTED, REMOTE_SPECS, assert_no_launcher_left, launcher_argv, launcher_pids,
                             start_gateway, write_spec)
 
+from remote_support import kernels, ssh_env  # noqa: F401,E402  (shared fixtures)
+
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def ssh_env(tmp_path_factory):
-    env = RemoteEnv(tmp_path_factory.mktemp("auth-ssh-env"), "ssh").start()
-    yield env
-    env.stop()
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +60,6 @@ def gw(tmp_path_factory, ssh_env, specs_dir):
     g = _gateway(tmp_path_factory, ssh_env, specs_dir, "auth_gw")
     yield g
     g.stop()
-
-
-@pytest.fixture
-def kernels(gw):
-    t = KernelTracker(gw)
-    yield t
-    ids = list(t.ids)
-    t.cleanup()
-    for kid in ids:
-        assert_no_launcher_left(kid)
 
 
 def _listening_ports(pid: int) -> list[int]:

@@ -22,14 +22,9 @@ from conftest import (KernelTracker, KernelWS, alive, assert_json_error, base_en
 from remote_support import (DISTRIBUTED, REMOTE_SPECS, RemoteEnv, assert_no_launcher_left, assert_state_kept_and_interruptible,
                             blackhole_listener, eg_launcher, launcher_argv, launcher_pids, start_gateway, write_spec)
 
+from remote_support import kernels, ssh_env  # noqa: F401,E402  (shared fixtures)
+
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def ssh_env(tmp_path_factory):
-    env = RemoteEnv(tmp_path_factory.mktemp("ssh-env"), "ssh").start()
-    yield env
-    env.stop()
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +55,6 @@ def gw(tmp_path_factory, ssh_env, specs_dir):
     g.logdir = logdir
     yield g
     g.stop()
-
-
-@pytest.fixture
-def kernels(gw):
-    t = KernelTracker(gw)
-    yield t
-    ids = list(t.ids)
-    t.cleanup()
-    for kid in ids:
-        assert_no_launcher_left(kid)
 
 
 def sshd_pid(env: RemoteEnv) -> int:
