@@ -33,6 +33,9 @@ DISPLAY_CODE = ("from IPython.display import display\n"
                 "for i in range({n}):\n    display(d, raw=True)")
 
 
+G_NAME = Ganymede.name  # results of the pool instance are filed under Ganymede's name, in pool_* metrics
+
+
 def log(*a) -> None:
     print(time.strftime("%H:%M:%S"), *a, flush=True)
 
@@ -136,6 +139,79 @@ class Bench:
                 self.put("start8_wall_s", getattr(t, "name", t), wall)
             except Exception as e:
                 self.err(f"start8 {getattr(t, 'name', t)}", e)
+
+    def pool_ready_ids(self, gw, exclude: set[str]) -> set[str]:
+        """Kernels the pool holds ready: listed, not handed to us, past `starting` (the REST model says `starting`
+        until the kernel has answered its first kernel_info, and the pool takes a kernel in only after that)."""
+        return {k["id"] for k in gw.list_kernels()
+                if k["id"] not in exclude and k.get("execution_state") not in ("starting", "restarting", "terminating",
+                                                                                "dead", "unknown")}
+
+    def wait_pool_full(self, gw, size: int, exclude: set[str], timeout: float) -> tuple[set[str], float]:
+        t0 = time.perf_counter()
+        while True:
+            ready = self.pool_ready_ids(gw, exclude)
+            if len(ready) >= size:
+                # Let the refill's kernel finish its own start-up chatter before measuring, then look again.
+                time.sleep(self.args.pool_settle)
+                ready = self.pool_ready_ids(gw, exclude)
+                if len(ready) >= size:
+                    return ready, time.perf_counter() - t0
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError(f"pool of {size} not full after {timeout:.0f}s ({len(ready)} ready)")
+            time.sleep(0.05)
+
+    def scenario_pool_start(self) -> None:
+        """A separate Ganymede with a prespawned pool (KG_PRESPAWN_COUNT): the `start` measurement, each start taken
+        from a full pool (the driver waits for the refill between starts), and DELETE of the pooled kernel."""
+        a = self.args
+        if "ganymede" not in a.targets.split(","):
+            log("pool_start: skipped (Ganymede is not among the targets)")
+            return
+        size, n = a.pool_size, a.starts
+        log(f"pool start: Ganymede with KG_PRESPAWN_COUNT={size}, {n} sequential starts from a full pool")
+        gw = Ganymede(a.binary, prespawn=size)
+        meta = self.results["meta"].setdefault("pool_start", {})
+        meta.update({"pool_size": size, "starts": n, "settle_s": a.pool_settle})
+        try:
+            gw.start()
+            log(f"  {gw.name} up on port {gw.port}, pid {gw.pid}")
+            _, fill = self.wait_pool_full(gw, size, set(), 120 + 30 * size)
+            meta["initial_fill_s"] = fill
+            self.put("pool_rss_full_mb", G_NAME, rss_mb(gw.pid))
+            gw.note_kernels()
+            for i in range(n):
+                try:
+                    ready, refill = self.wait_pool_full(gw, size, set(), 120)
+                    if i:
+                        self.put("pool_refill_wait_s", G_NAME, refill)
+                    t0 = time.perf_counter()
+                    kid = gw.create_kernel()
+                    t_post = time.perf_counter() - t0
+                    ws = self.open_ws(gw, kid)
+                    try:
+                        self.kernel_info_idle(ws)
+                    finally:
+                        ws.close()
+                    dt = time.perf_counter() - t0
+                    pooled = kid in ready
+                    self.put("pool_start_s", G_NAME, dt)
+                    self.put("pool_post_s", G_NAME, t_post)
+                    self.put("pool_pooled", G_NAME, pooled)
+                    gw.note_kernels()
+                    t0 = time.perf_counter()
+                    gw.delete_kernel(kid)
+                    self.put("pool_delete_s", G_NAME, time.perf_counter() - t0)
+                    log(f"  pool start {i + 1}/{n}: POST {t_post * 1000:.1f} ms, → idle {dt * 1000:.1f} ms, "
+                        f"{'pooled' if pooled else 'NOT pooled'}")
+                except Exception as e:
+                    self.err(f"pool start {gw.name}", e)
+        except Exception as e:
+            self.err(f"pool start {gw.name}", e)
+        finally:
+            left = gw.stop()
+            if left:
+                self.results["meta"].setdefault("kernels_left_by_gateway", {})[gw.name] = len(left)
 
     def scenario_restart(self) -> None:
         log("restart latency")
@@ -702,8 +778,11 @@ def main() -> None:
     p.add_argument("--binary", default=os.path.join(here, "..", ".build", "release", "ganymede"))
     p.add_argument("--out", default=os.path.join(here, "results", "results.json"))
     p.add_argument("--targets", default="ganymede,eg,kg,jupyverse")
-    p.add_argument("--scenarios", default="start,rtt,floods,fanout,memory,restart,concurrent_starts,many_ws")
-    p.add_argument("--starts", type=int, default=8)
+    p.add_argument("--scenarios", default="start,pool_start,rtt,floods,fanout,memory,restart,concurrent_starts,many_ws")
+    p.add_argument("--starts", type=int, default=8, help="sequential starts per target (start) and from the pool (pool_start)")
+    p.add_argument("--pool-size", type=int, default=4, help="pool_start: KG_PRESPAWN_COUNT of the pooled Ganymede")
+    p.add_argument("--pool-settle", type=float, default=0.5,
+                   help="pool_start: seconds to wait once the pool looks full before measuring (then checked again)")
     p.add_argument("--restarts", type=int, default=5)
     p.add_argument("--rtt", type=int, default=1000)
     p.add_argument("--rtt-chunk", type=int, default=100)

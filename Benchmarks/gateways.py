@@ -170,9 +170,30 @@ class Gateway:
 class Ganymede(Gateway):
     name = "Ganymede"
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, prespawn: int = 0) -> None:
+        if prespawn:
+            # A separate instance with its own log and runtime directory (pool_start).
+            self.name = f"Ganymede (pool {prespawn})"
         super().__init__()
         self.binary = binary
+        self.prespawn = prespawn
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        # Ganymede refuses KERNEL_USERNAME=root by default (EG's unauthorized_users); the gateway's own user is
+        # the kernels' user here, and the bench may run as root.
+        if os.geteuid() == 0:
+            env.setdefault("EG_UNAUTHORIZED_USERS", "")
+        if self.prespawn:
+            # As Kernel Gateway is configured: the pool holds kernels of the default kernelspec (python3 here).
+            env["KG_PRESPAWN_COUNT"] = str(self.prespawn)
+            env["KG_DEFAULT_KERNEL_NAME"] = "python3"
+        return env
+
+    def list_kernels(self) -> list[dict]:
+        r = self.http.get(self.base + "/api/kernels", timeout=30)
+        r.raise_for_status()
+        return r.json()
 
     def command(self) -> list[str]:
         return [self.binary, "--ip", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Turns Benchmarks/results/results.json (from bench.py) into docs/PERFORMANCE.md and docs/perf/*.png.
 
-The tables and the target verdicts are computed from the one run; the analysis of missed targets (causes,
-suggested fixes) is kept by hand in Benchmarks/analysis.md and appended as it is.
+The tables and the target verdicts are computed from the one run, except remote start, which comes from the separate
+harness Benchmarks/remote_start (its results.json, else its RESULTS.md). The analysis of missed targets (causes,
+suggested fixes) is kept by hand in Benchmarks/analysis.md and appended as it is; nothing else is carried over from
+the previous docs/PERFORMANCE.md (notes added there by hand, such as a "Since this run" section, are replaced).
 """
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import argparse
 import json
 import math
 import os
+import re
 import statistics
+import subprocess
 
 import matplotlib
 
@@ -49,8 +53,9 @@ def ratio(a, b, nd=2):
 
 
 class Report:
-    def __init__(self, r: dict, perf_dir: str, rel_perf: str) -> None:
+    def __init__(self, r: dict, perf_dir: str, rel_perf: str, remote: dict | None = None) -> None:
         self.r = r
+        self.remote = remote
         self.perf_dir = perf_dir
         self.rel = rel_perf
         self.gws = [g for g in [G] + PEERS if g in r.get("rss_idle_mb", {})]
@@ -232,9 +237,8 @@ class Report:
         self.w()
         self.verdict("Start without a pool ≤ direct + 20 ms", res.get(G, math.inf) <= dp50 + 20,
                      f"Ganymede p50 {f(res.get(G), 0)} ms vs direct {f(dp50, 0)} ms ({res.get(G, math.nan) - dp50:+.0f} ms)")
-        self.verdict("With a pool, POST → idle ≤ 20 ms", None, "not measurable: Ganymede has no prespawned pool yet")
-        self.verdict("Remote start ≤ 1/3 of EG's", None,
-                     "not measurable: Ganymede has no launcher-protocol (remote) backend yet (issue #5)")
+        self.pool_start()
+        self.remote_start()
         fig, ax = plt.subplots(figsize=(9, 4))
         ts = ["direct"] + self.gws
         ax.boxplot([[x * 1000 for x in self.get("start_s", t)] or [0] for t in ts], tick_labels=ts)
@@ -243,6 +247,65 @@ class Report:
         ax.grid(True, axis="y", alpha=0.3)
         fig.tight_layout()
         self.save(fig, "start.png", "Start latency, sequential")
+
+    def pool_start(self) -> None:
+        ps = [x * 1000 for x in self.get("pool_start_s", G)]
+        meta = self.r.get("meta", {}).get("pool_start", {})
+        if not ps:
+            self.verdict("With a pool, POST → idle ≤ 20 ms", None,
+                         "not in this run (bench.py scenario `pool_start`)")
+            return
+        size = meta.get("pool_size", "?")
+        post = [x * 1000 for x in self.get("pool_post_s", G)]
+        pooled = self.get("pool_pooled", G)
+        de = [x * 1000 for x in self.get("pool_delete_s", G)]
+        refill = [x * 1000 for x in self.get("pool_refill_wait_s", G)]
+        npooled = sum(1 for x in pooled if x)
+        self.w(f"**With a pool** (scenario `pool_start`): a separate Ganymede with `KG_PRESPAWN_COUNT={size}` (the pool "
+               "holds kernels of the default kernelspec, `python3`, the one the POST names). Before each start the driver "
+               "waits until `GET /api/kernels` lists the full pool past `starting` (plus "
+               f"{f(meta.get('settle_s'), 1)} s), so every start is taken from a full pool; pooled = the kernel the POST "
+               "returned was one of those listed ready before it. The same POST → WebSocket → `kernel_info` → `idle` "
+               "as above, sequential; the pool starts its refill kernel meanwhile.")
+        self.w()
+        self.w("| target | POST p50 | POST p90 | POST → idle p50 | POST → idle p90 | from the pool | delete p50 | "
+               "first fill | refill (median, incl. settle) |")
+        self.w("|---|---|---|---|---|---|---|---|---|")
+        self.w(f"| {G}, pool of {size} | {f(pct(post, 50), 1)} ms | {f(pct(post, 90), 1)} ms | {f(pct(ps, 50), 1)} ms | "
+               f"{f(pct(ps, 90), 1)} ms | {npooled}/{len(pooled)} | {f(pct(de, 50), 0)} ms | "
+               f"{f(meta.get('initial_fill_s'), 1)} s | {f(med(refill), 0)} ms |")
+        self.w()
+        p50 = pct(ps, 50)
+        self.verdict("With a pool, POST → idle ≤ 20 ms", p50 <= 20,
+                     f"Ganymede, pool of {size}: p50 {f(p50, 1)} ms, p90 {f(pct(ps, 90), 1)} ms "
+                     f"({npooled}/{len(pooled)} starts from the pool; POST alone p50 {f(pct(post, 50), 1)} ms)")
+
+    def remote_start(self) -> None:
+        """The remote target comes from the separate harness Benchmarks/remote_start (SSH to a test sshd)."""
+        rs = self.remote
+        name = "Remote start ≤ 1/3 of EG's"
+        if not rs:
+            self.verdict(name, None, "no results: run `Benchmarks/remote_start/bench.py` (or `REMOTE=1 Benchmarks/run.sh`)")
+            return
+        gm, em = rs["ganymede_median_ms"], rs["eg_median_ms"]
+        r = gm / em
+        where = rs.get("source", "Benchmarks/remote_start/results.json")
+        when = f"{rs.get('date_utc', '?')}, main at {rs.get('commit') or '?'}"
+        if rs.get("sources_dirty"):
+            when += " (Sources/ with uncommitted changes)"
+        build = (rs.get("build") or os.path.basename(os.path.dirname(rs.get("binary", ""))) or "?") + " build" \
+            + (f", {rs['label']}" if rs.get("label") else "")
+        load = rs.get("load_at_start")
+        self.remote_note = (f"Remote start is measured by the separate harness `Benchmarks/remote_start/bench.py` "
+                            f"(POST → `kernel_info_reply` for a kernel launched over SSH on 127.0.0.2 by the same "
+                            f"launcher, Ganymede and EG 3.3.0 interleaved, {rs.get('rounds', '?')} rounds), not in this "
+                            f"run: {where}, {when}, {build}"
+                            + (f", load average {load[0]:.1f} at its start" if load else "") + ".")
+        self.w(self.remote_note)
+        self.w()
+        self.verdict(name, r <= 1 / 3,
+                     f"Ganymede median {f(gm, 0)} ms vs EG {f(em, 0)} ms = {r:.2f}× (target ≤ 0.33×); from "
+                     f"`Benchmarks/remote_start/` ({when}, {build}), not this run")
 
     def memory(self) -> None:
         a = self.r["meta"]["args"]
@@ -408,11 +471,41 @@ class Report:
                f"as the issue asks; the memory table uses {a['mem_kernels']} and {a['concurrent_starts']} kernels instead of 100 "
                "(100 ipykernels per gateway × 4 gateways is ~20 GB and ~7 minutes of kernel start-up on 2 cores); the "
                "per-kernel cost is the slope between idle and those counts.")
-        self.w("- Pool start and remote start (launcher protocol) are not measured: Ganymede has neither yet.")
+        if not self.get("pool_start_s", G):
+            self.w("- Pool start was not measured in this run (bench.py scenario `pool_start`).")
+        self.w("- Remote start (launcher protocol over SSH) is not part of this run: it needs a test sshd and comes from "
+               "`Benchmarks/remote_start/` (`REMOTE=1 Benchmarks/run.sh` reruns it first); see the note under *Start*.")
         self.w(f"- Print floods and fan-out ran {a['flood_rounds']} and {a['fanout_rounds']} rounds per target; start "
                f"{a['starts']} sequential starts per target; restarts {a['restarts']} per gateway.")
         self.w()
         return "\n".join(self.out) + "\n"
+
+
+def load_remote(path: str, results_md: str) -> dict | None:
+    """Benchmarks/remote_start/results.json (written by its bench.py); failing that, the medians in its RESULTS.md."""
+    if os.path.exists(path):
+        return json.load(open(path))
+    if not os.path.exists(results_md):
+        return None
+    text = open(results_md).read()
+    g = re.search(r"^ganymede\s+POST->ready\s+median\s+([\d.]+) ms", text, re.M)
+    e = re.search(r"^EG 3\.3\.0\s+POST->ready\s+median\s+([\d.]+) ms", text, re.M)
+    if not (g and e):
+        return None
+    # The first medians in the file are the latest run's ("## Latest run (<date>; ...", then "<Release|Debug> build").
+    date = re.search(r"## Latest run \(([^;)]+).*?\n\n(\w+) build", text, re.S) or \
+        re.search(r"Run on (\d{4}-\d\d-\d\d[^,]*),\s*(\w+) build", text)
+    rounds = re.search(r"rounds: (\d+)", text)
+    try:
+        committed = subprocess.run(["git", "log", "-1", "--format=%h", "--", results_md], capture_output=True, text=True,
+                                   cwd=os.path.dirname(results_md), timeout=10).stdout.strip()
+    except Exception:
+        committed = ""
+    return {"commit": f"? (results committed in {committed})" if committed else "?",
+            "ganymede_median_ms": float(g.group(1)), "eg_median_ms": float(e.group(1)),
+            "date_utc": date.group(1) if date else "?", "build": date.group(2).lower() if date else "?",
+            "rounds": int(rounds.group(1)) if rounds else "?",
+            "source": "Benchmarks/remote_start/RESULTS.md (no results.json)"}
 
 
 def main() -> None:
@@ -423,11 +516,14 @@ def main() -> None:
     p.add_argument("--codec", default=os.path.join(here, "results", "codec.md"))
     p.add_argument("--analysis", default=os.path.join(here, "analysis.md"))
     p.add_argument("--out", default=os.path.join(root, "docs", "PERFORMANCE.md"))
+    p.add_argument("--remote", default=os.path.join(here, "remote_start", "results.json"),
+                   help="results of Benchmarks/remote_start/bench.py (else its RESULTS.md is read)")
     p.add_argument("--command", default="`Benchmarks/run.sh`", help="how the run was made, as markdown")
     a = p.parse_args()
     r = json.load(open(a.results))
-    perf_dir = os.path.join(os.path.dirname(a.out), "perf")
-    text = Report(r, perf_dir, "perf").build(a.codec, a.analysis, a.command)
+    remote = load_remote(a.remote, os.path.join(here, "remote_start", "RESULTS.md"))
+    perf_dir = os.path.join(os.path.dirname(os.path.abspath(a.out)), "perf")
+    text = Report(r, perf_dir, "perf", remote).build(a.codec, a.analysis, a.command)
     with open(a.out, "w") as fh:
         fh.write(text)
     print(f"wrote {a.out} and {perf_dir}/*.png")

@@ -5,6 +5,7 @@
 #   Benchmarks/run.sh                          # builds .build/release/ganymede of this checkout
 #   GANYMEDE_BINARY=/path/to/ganymede Benchmarks/run.sh [bench.py options...]
 #   CODEC=1 Benchmarks/run.sh                  # also runs the ordo-one/benchmark codec micro benchmarks
+#   REMOTE=1 Benchmarks/run.sh                 # also reruns Benchmarks/remote_start (root: a test sshd on 127.0.0.2)
 #
 # Benchmarks are not tests: nothing here is run by scripts/test.sh or CI, and this script never fails a build.
 set -euo pipefail
@@ -50,6 +51,16 @@ if [ "${CODEC:-0}" = "1" ]; then
     (cd "$HERE/Codec" && swift package --allow-writing-to-package-directory benchmark --no-progress --format markdown) \
         > "$HERE/results/codec-raw.md" 2>&1 || log "codec benchmarks failed (see results/codec-raw.md)"
     "$VENVS/drv/bin/python" "$HERE/codec_table.py" "$HERE/results/codec-raw.md" > "$HERE/results/codec.md" || true
+fi
+
+if [ "${REMOTE:-0}" = "1" ]; then
+    # Remote start vs EG over SSH (scripts/remote-test-env.sh's sshd, stopped by the harness). The driver's Python is
+    # also the remote kernel's, and the launcher needs pycryptodomex; EG comes from the eg venv above.
+    log "remote start vs EG 3.3.0 (Benchmarks/remote_start, ${REMOTE_ROUNDS:-15} rounds)"
+    "$VENVS/drv/bin/python" -c "import Cryptodome" 2>/dev/null || "$VENVS/drv/bin/pip" install -q pycryptodomex
+    "$VENVS/drv/bin/python" "$HERE/remote_start/bench.py" --rounds "${REMOTE_ROUNDS:-15}" --binary "$BIN" \
+        --eg-python "$VENVS/eg/bin/python" --out "$HERE/remote_start/results.json" \
+        2>&1 | tee "$HERE/remote_start/run.log" || log "remote start failed (see remote_start/run.log)"
 fi
 
 "$VENVS/drv/bin/python" "$HERE/report.py"

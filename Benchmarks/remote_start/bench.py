@@ -1,17 +1,23 @@
 """Remote kernel start latency: Ganymede vs Enterprise Gateway 3.3.0, same host, same launcher.
 
 Both gateways launch the same kernelspec argv (Ganymede's kernelspecs/remote/python_distributed
-launcher) over SSH to the test sshd on 127.0.0.2 (scripts/remote-test-env.sh), EG through its
+launcher; EG's copy lacks `--launch-key-stdin`, Ganymede's launch-key handshake, which EG does not
+speak) over SSH to the test sshd on 127.0.0.2 (scripts/remote-test-env.sh), EG through its
 DistributedProcessProxy (paramiko), Ganymede through OpenSSH with a control master. One sample =
 POST /api/kernels, then a kernel_info_request over the channels WebSocket until its reply
 (EG's POST returns before the kernel answers; Ganymede's after): "POST -> kernel ready".
 Then DELETE. Gateways alternate sample by sample so machine noise hits both alike.
 
-    python Benchmarks/remote_start/bench.py [--rounds 15]
+    python Benchmarks/remote_start/bench.py [--rounds 15] [--binary PATH] [--eg-python PATH] [--out results.json]
 
-Needs: .venv (scripts/setup.sh), the ganymede binary (.build/debug or GANYMEDE_BIN), and EG
-3.3.0 with its dependencies in .venv-eg (created on first run: pip install
-jupyter_enterprise_gateway==3.3.0 pycryptodomex ipykernel).
+Needs: root (the test sshd), a Python with ipykernel and pycryptodomex to run it (it is also the kernel's
+Python: .venv from scripts/setup.sh, or Benchmarks/.venv-bench/drv with pycryptodomex added, as
+`REMOTE=1 Benchmarks/run.sh` does), the ganymede binary (--binary, GANYMEDE_BIN, or .build/debug), and EG
+3.3.0: --eg-python, else Benchmarks/.venv-bench/eg (run.sh's EG venv), else .venv-eg (created on first run:
+pip install jupyter_enterprise_gateway==3.3.0 pycryptodomex ipykernel).
+
+Writes the samples and medians to --out (default Benchmarks/remote_start/results.json), which
+Benchmarks/report.py reads for the "Remote start <= 1/3 of EG's" target.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import websocket
 
 REPO = Path(__file__).resolve().parents[2]
 EG_VENV = REPO / ".venv-eg"
+BENCH_EG_PYTHON = REPO / "Benchmarks" / ".venv-bench" / "eg" / "bin" / "python"
 SPEC = REPO / "kernelspecs" / "remote" / "python_distributed"
 
 
@@ -96,12 +103,36 @@ def sample(port: int, name: str) -> float:
     return elapsed
 
 
+def git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return ""
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--binary", default=os.environ.get("GANYMEDE_BIN", str(REPO / ".build" / "debug" / "ganymede")))
+    ap.add_argument("--eg-python", default=None, help="a Python with jupyter_enterprise_gateway 3.3.0")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results.json"))
+    ap.add_argument("--label", default="", help="free text stored with the results (e.g. which build this is)")
     args = ap.parse_args()
-    ganymede = os.environ.get("GANYMEDE_BIN", str(REPO / ".build" / "debug" / "ganymede"))
-    eg_python = ensure_eg_venv()
+    ganymede = os.path.abspath(args.binary)
+    if args.eg_python:
+        eg_python = Path(args.eg_python)
+    elif BENCH_EG_PYTHON.exists():
+        eg_python = BENCH_EG_PYTHON
+    else:
+        eg_python = ensure_eg_venv()
+    try:
+        import Cryptodome  # noqa: F401  (the launcher encrypts the connection info with it)
+        import ipykernel  # noqa: F401
+    except ImportError as e:
+        sys.exit(f"{sys.executable} is also the remote kernel's Python and needs ipykernel and pycryptodomex: {e}")
+    if not os.access(ganymede, os.X_OK):
+        sys.exit(f"no Ganymede binary at {ganymede}")
+    load_at_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="remote-bench-"))
     envdir = work / "env"
     procs = []
@@ -115,8 +146,16 @@ def main():
         shutil.copytree(SPEC, specs / "python_distributed")
         kj = json.loads((specs / "python_distributed" / "kernel.json").read_text())
         kj["argv"] = [a.replace("{resource_dir}", str(specs / "python_distributed")) for a in kj["argv"]]
-        kj["argv"][0] = sys.executable  # the repo venv's python (has ipykernel and pycryptodomex)
+        kj["argv"][0] = sys.executable  # this Python (checked above: ipykernel and pycryptodomex)
         (specs / "python_distributed" / "kernel.json").write_text(json.dumps(kj))
+        # EG's copy: the same launcher and argv, minus Ganymede's launch-key handshake (`--launch-key-stdin`,
+        # metadata launcher_auth "aes-gcm"), which EG does not speak; EG uses its own RSA public-key exchange.
+        eg_specs = work / "eg-specs"
+        shutil.copytree(specs, eg_specs)
+        ekj = json.loads(json.dumps(kj))
+        ekj["argv"] = [a.replace(str(specs), str(eg_specs)) for a in ekj["argv"] if a != "--launch-key-stdin"]
+        ekj.get("metadata", {}).get("process_proxy", {}).get("config", {}).pop("launcher_auth", None)
+        (eg_specs / "python_distributed" / "kernel.json").write_text(json.dumps(ekj))
         logs = work / "logs"
         logs.mkdir()
         base = {k: val for k, val in os.environ.items() if not k.startswith(("EG_", "KG_", "GANYMEDE_"))}
@@ -140,7 +179,7 @@ def main():
         eenv = dict(base, HOME=str(home), EG_RESPONSE_IP="127.0.0.1", EG_RESPONSE_PORT=str(free_port()),
                     EG_REMOTE_HOSTS=host, EG_REMOTE_USER="root", EG_SSH_PORT=sshport, EG_KERNEL_LOG_DIR=str(logs),
                     JUPYTER_PATH=str(work), JUPYTER_RUNTIME_DIR=str(work / "e-runtime"))
-        (work / "kernels").symlink_to(specs)
+        (work / "kernels").symlink_to(eg_specs)
         e = subprocess.Popen([str(eg_python), "-m", "enterprise_gateway", f"--port={eport}", "--ip=127.0.0.1",
                               ],
                              env=eenv, stdout=open(work / "eg.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -161,6 +200,20 @@ def main():
         print(f"EG 3.3.0  POST->ready  median {em * 1000:7.1f} ms  mean {statistics.mean(es) * 1000:7.1f} ms  "
               f"min {min(es) * 1000:7.1f}  max {max(es) * 1000:7.1f}")
         print(f"ratio EG/ganymede (median): {em / gm:.2f}x")
+        result = {
+            "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "commit": git("rev-parse", "--short", "HEAD"),
+            "sources_dirty": bool(git("status", "--porcelain", "--", "Sources")),
+            "binary": ganymede, "build": os.path.basename(os.path.dirname(ganymede)), "label": args.label,
+            "rounds": args.rounds,
+            "load_at_start": load_at_start, "load_at_end": os.getloadavg(), "cores": os.cpu_count(),
+            "measure": "POST /api/kernels -> kernel_info_reply over the channels WebSocket, remote kernel over SSH "
+                       "(127.0.0.2), interleaved, after one warm-up start each",
+            "ganymede_s": gs, "eg_s": es,
+            "ganymede_median_ms": gm * 1000, "eg_median_ms": em * 1000, "ganymede_over_eg": gm / em,
+        }
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out}")
     finally:
         for p in procs:
             if p.poll() is None:
