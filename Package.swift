@@ -31,6 +31,7 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
+        .target(name: "CAllocator"),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: swiftSettings),
         .target(
             name: "JupyterProtocol",
@@ -65,7 +66,7 @@ let package = Package(
         .target(
             name: "GatewayServer",
             dependencies: [
-                "KernelBridge", "Provisioning", "JupyterProtocol",
+                "KernelBridge", "Provisioning", "JupyterProtocol", "CAllocator",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

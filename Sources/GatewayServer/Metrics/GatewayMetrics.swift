@@ -34,6 +34,12 @@ public final class GatewayMetrics: Sendable {
     /// swift-metrics counters are write-only, so this plain atomic rides alongside them.
     private let relayedTotal = Atomic<Int>(0)
     private let slowClients: CoreMetrics.Gauge
+    /// The process's resident set and the C heap's view of it, so a growing RSS can be told
+    /// apart: memory in use (a retention) or memory freed but kept by the allocator
+    /// (fragmentation, which `malloc_trim` returns).
+    private let residentBytes: CoreMetrics.Gauge
+    private let heapInUseBytes: CoreMetrics.Gauge
+    private let heapFreeBytes: CoreMetrics.Gauge
     /// `ganymede_resource_capacity{resource}` and `ganymede_resource_allocated{resource}` for
     /// cpus, memory_bytes and gpus (the local host's ledger).
     private let resourceGauges: [String: (capacity: CoreMetrics.Gauge, allocated: CoreMetrics.Gauge)]
@@ -71,6 +77,9 @@ public final class GatewayMetrics: Sendable {
         replayDropped = CoreMetrics.Gauge(label: "ganymede_replay_dropped_messages", factory: factory)
         badSignatures = CoreMetrics.Gauge(label: "ganymede_kernel_bad_signatures", factory: factory)
         slowClients = CoreMetrics.Gauge(label: "ganymede_slow_clients_disconnected", factory: factory)
+        residentBytes = CoreMetrics.Gauge(label: "ganymede_process_resident_bytes", factory: factory)
+        heapInUseBytes = CoreMetrics.Gauge(label: "ganymede_heap_in_use_bytes", factory: factory)
+        heapFreeBytes = CoreMetrics.Gauge(label: "ganymede_heap_free_bytes", factory: factory)
         var resources: [String: (CoreMetrics.Gauge, CoreMetrics.Gauge)] = [:]
         for resource in ["cpus", "memory_bytes", "gpus"] {
             resources[resource] = (CoreMetrics.Gauge(label: "ganymede_resource_capacity", dimensions: [("resource", resource)], factory: factory),
@@ -197,6 +206,10 @@ public final class GatewayMetrics: Sendable {
 
     /// The Prometheus text exposition.
     public func exposition() -> [UInt8] {
-        registry.emitToBuffer()
+        let memory = ProcessMemory.sample()
+        residentBytes.record(memory.residentBytes)
+        heapInUseBytes.record(memory.heapInUseBytes)
+        heapFreeBytes.record(memory.heapFreeBytes)
+        return registry.emitToBuffer()
     }
 }
