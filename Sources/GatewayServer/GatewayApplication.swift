@@ -103,6 +103,8 @@ public struct Gateway: Sendable {
         api.delete("api/kernels/:kernel_id", use: kernels.delete)
         api.post("api/kernels/:kernel_id/interrupt", use: kernels.interrupt)
         api.post("api/kernels/:kernel_id/restart", use: kernels.restart)
+        api.get("api/kernels/:kernel_id/shares", use: kernels.shares)
+        api.put("api/kernels/:kernel_id/shares", use: kernels.setShares)
         api.get("api/kernels/:kernel_id/channels", use: channels.httpFallback)
         api.get("api/sessions", use: sessions.list)
         api.post("api/sessions", use: sessions.create)

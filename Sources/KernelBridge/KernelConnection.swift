@@ -19,6 +19,8 @@ public actor KernelConnection {
         var replayable = false
         /// Bytes queued for this client and not yet written; nil = not bounded.
         var queue: ClientQueue?
+        /// The authenticated user of the WebSocket, when users are named (for revocation).
+        var user: String? = nil
     }
 
     public let kernelID: String
@@ -199,7 +201,7 @@ public actor KernelConnection {
         addClient(session: session, replayable: replayable, queue: nil)
     }
 
-    private func addClient(session: String, replayable: Bool, queue: ClientQueue?) -> (ClientID, AsyncStream<OutboundMessage>) {
+    private func addClient(session: String, replayable: Bool, queue: ClientQueue?, user: String? = nil) -> (ClientID, AsyncStream<OutboundMessage>) {
         let id = nextClientID
         nextClientID += 1
         let (stream, continuation) = AsyncStream<OutboundMessage>.makeStream(bufferingPolicy: .unbounded)
@@ -225,7 +227,7 @@ public actor KernelConnection {
             }
             logger.debug("replayed offline messages", metadata: ["session_id": "\(session)", "count": "\(buffer.count)"])
         }
-        clients[id] = Client(session: session, continuation: continuation, replayable: replayable, queue: queue)
+        clients[id] = Client(session: session, continuation: continuation, replayable: replayable, queue: queue, user: user)
         return (id, stream)
     }
 
@@ -235,10 +237,28 @@ public actor KernelConnection {
     /// than the kernel writes) is disconnected rather than let the gateway's memory grow: what
     /// was queued is still written, its stream then ends, and from the message that did not fit
     /// on everything for its session is kept for replay when it names its session.
-    public func addClient(session: String, replayable: Bool, queueLimit: Int) -> (ClientID, AsyncStream<OutboundMessage>, ClientQueue) {
+    public func addClient(session: String, replayable: Bool, queueLimit: Int,
+                          user: String? = nil) -> (ClientID, AsyncStream<OutboundMessage>, ClientQueue) {
         let queue = ClientQueue(limit: queueLimit, session: session)
-        let (id, stream) = addClient(session: session, replayable: replayable, queue: queue)
+        let (id, stream) = addClient(session: session, replayable: replayable, queue: queue, user: user)
         return (id, stream, queue)
+    }
+
+    /// Cuts every client of `user` at once (access revoked): their writers stop without writing
+    /// what is queued, their relays close the sockets, and nothing is kept for replay (the
+    /// sessions are not reopened, so what they never wrote is dropped with them). Returns how
+    /// many clients were cut.
+    public func disconnect(user: String) -> Int {
+        let cut = clients.filter { $0.value.user == user }
+        for (id, client) in cut {
+            client.queue?.stop()
+            clients.removeValue(forKey: id)
+            client.continuation.finish()
+            detached.removeValue(forKey: client.session)
+        }
+        // What was kept for the user's away sessions must not reach them if access comes back.
+        offline = offline.filter { $0.value.user != user }
+        return cut.count
     }
 
     /// Hands a message to one client, enforcing its queue bound.
@@ -263,7 +283,7 @@ public actor KernelConnection {
             "kept_for_replay": "\(keep)",
         ])
         if keep {
-            openReplayBuffer(for: client.session)
+            openReplayBuffer(for: client.session, user: client.user)
             keepOffline(first, for: client.session)
             // Its writer goes on writing what was queued; a reconnect of the session must not
             // take the replay before what that writer never wrote has gone back to its front.
@@ -294,7 +314,7 @@ public actor KernelConnection {
             client.continuation.finish()
             // The session's last WebSocket is gone: keep its messages until it comes back.
             if client.replayable, !closed, !clients.values.contains(where: { $0.session == client.session }) {
-                openReplayBuffer(for: client.session)
+                openReplayBuffer(for: client.session, user: client.user)
             }
         }
         // (A client cut for falling behind, or replaced by a newer socket, was removed already;
@@ -326,7 +346,9 @@ public actor KernelConnection {
     /// socket close loses nothing and gets nothing twice.
     public func replaceStale(session: String) async {
         var stale: [ClientQueue] = []
+        var user: String?
         for (id, client) in clients where client.session == session && client.replayable {
+            user = client.user
             client.queue?.stop()
             clients.removeValue(forKey: id)
             client.continuation.finish()
@@ -337,7 +359,7 @@ public actor KernelConnection {
             stale.append(queue)
         }
         guard !stale.isEmpty else { return }
-        if !closed { openReplayBuffer(for: session) }
+        if !closed { openReplayBuffer(for: session, user: user ?? offline[session]?.user) }
         logger.debug("replacing stale connection", metadata: ["session_id": "\(session)"])
         for queue in stale {
             if await !queue.waitForWriter(timeout: .seconds(5)) {
@@ -353,6 +375,8 @@ public actor KernelConnection {
     /// and bytes; overflow drops the oldest and the client is told how many on reconnect.
     struct ReplayBuffer {
         let since: ContinuousClock.Instant
+        /// Whose session it is (named users only), so a revocation can drop it.
+        let user: String?
         /// Live messages are `storage[head...]`: dropping the oldest moves `head` instead of
         /// shifting the array, and the dead prefix is compacted once it is half the storage.
         private var storage: [OutboundMessage] = []
@@ -360,7 +384,10 @@ public actor KernelConnection {
         var bytes = 0
         var dropped = 0
 
-        init(since: ContinuousClock.Instant) { self.since = since }
+        init(since: ContinuousClock.Instant, user: String? = nil) {
+            self.since = since
+            self.user = user
+        }
 
         var messages: ArraySlice<OutboundMessage> { storage[head...] }
         var count: Int { storage.count - head }
@@ -418,9 +445,9 @@ public actor KernelConnection {
 
     /// Starts keeping a session's messages (if not already), within `maxOfflineSessions`: the
     /// session away longest is dropped beyond it.
-    private func openReplayBuffer(for session: String) {
+    private func openReplayBuffer(for session: String, user: String?) {
         guard offline[session] == nil else { return }
-        offline[session] = ReplayBuffer(since: ContinuousClock.now)
+        offline[session] = ReplayBuffer(since: ContinuousClock.now, user: user)
         if offline.count > Self.maxOfflineSessions, let oldest = offline.min(by: { $0.value.since < $1.value.since })?.key {
             offline.removeValue(forKey: oldest)
         }

@@ -14,11 +14,6 @@ public struct Identity: Sendable, Equatable {
     public var isAdmin: Bool
 
     public static let unrestricted = Identity(user: nil, isAdmin: true)
-
-    /// Whether this identity may see and use a kernel started by `owner`.
-    public func mayUse(kernelOf owner: String) -> Bool {
-        user == nil || isAdmin || user == owner
-    }
 }
 
 /// Credentials, as EG/KG take them (`TokenAuthorizationMixin`) plus jupyter_server's `Bearer`:

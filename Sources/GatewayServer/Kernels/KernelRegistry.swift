@@ -424,8 +424,24 @@ public actor KernelRegistry {
     /// missing one (404), so ids of other users' kernels cannot be probed.
     public func kernel(_ id: String, for identity: Identity) throws(GatewayError) -> ManagedKernel {
         let k = try kernel(id)
-        guard identity.mayUse(kernelOf: k.username) else { throw GatewayError.kernelNotFound(id) }
+        guard k.mayBeUsed(by: identity) else { throw GatewayError.kernelNotFound(id) }
         return k
+    }
+
+    /// The kernel if `identity` owns it (or is an admin): deleting it and changing whom it is
+    /// shared with are the owner's. A user it is shared with gets 403, anyone else 404.
+    public func ownedKernel(_ id: String, for identity: Identity) throws(GatewayError) -> ManagedKernel {
+        let k = try kernel(id, for: identity)
+        guard k.isOwned(by: identity) else {
+            throw GatewayError(.forbidden, reason: "Forbidden",
+                               "Kernel \(id) is shared with you; only its owner '\(k.username)' or an admin can delete it or change its shares")
+        }
+        return k
+    }
+
+    /// The kernels `identity` may see: its own, those shared with it, or all for an admin.
+    public func kernels(for identity: Identity) -> [ManagedKernel] {
+        kernels.values.filter { $0.mayBeUsed(by: identity) }.sorted { $0.id < $1.id }
     }
 
     public func shutdown(_ id: String) async throws(GatewayError) {
@@ -477,6 +493,7 @@ public actor KernelRegistry {
         let kernel = ManagedKernel(id: record.kernelID, spec: spec, username: record.username, provisioner: provisioner,
                                    request: request, configuration: configuration, metrics: metrics, logger: logger)
         await kernel.setOnLaunched(clientEnv: record.clientEnv) { r in store.save(r) }
+        await kernel.restoreShares(Set(record.sharedWith ?? []))
         kernels[record.kernelID] = kernel
         do {
             try await kernel.attach(info: record.connection, timeout: configuration.kernelInfoTimeout)

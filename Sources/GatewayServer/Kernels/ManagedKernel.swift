@@ -3,6 +3,7 @@ import JupyterProtocol
 import KernelBridge
 import Logging
 import Provisioning
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,6 +33,9 @@ public actor ManagedKernel {
     public nonisolated let id: String
     public nonisolated let spec: KernelSpec
     public nonisolated let username: String
+    /// Users the owner shared the kernel with (`PUT /api/kernels/{id}/shares`). Read on every
+    /// access check, from the registry's actor, hence a lock rather than actor state.
+    private nonisolated let sharedWith = Mutex<Set<String>>([])
     let provisioner: any KernelProvisioner
     let request: LaunchRequest
     let configuration: GatewayConfiguration
@@ -66,6 +70,44 @@ public actor ManagedKernel {
     }
 
     public var isDead: Bool { lifecycle.isDead }
+
+    /// Whether `identity` may see and use this kernel: the compatible modes (no user) and
+    /// admins may use every kernel, a named user their own and those shared with them.
+    public nonisolated func mayBeUsed(by identity: Identity) -> Bool {
+        guard let user = identity.user, !identity.isAdmin else { return true }
+        return user == username || sharedWith.withLock { $0.contains(user) }
+    }
+
+    /// Whether `identity` may delete the kernel or change whom it is shared with.
+    public nonisolated func isOwned(by identity: Identity) -> Bool {
+        guard let user = identity.user, !identity.isAdmin else { return true }
+        return user == username
+    }
+
+    public nonisolated var shares: Set<String> { sharedWith.withLock { $0 } }
+
+    /// Replaces whom the kernel is shared with, persists it, and closes the WebSockets of users
+    /// who lost access (a revocation that left their open sockets running would not be one).
+    func share(with users: Set<String>) async {
+        let revoked = sharedWith.withLock { current in
+            defer { current = users }
+            return current.subtracting(users)
+        }
+        await persist()
+        guard let connection else { return }
+        for user in revoked {
+            let n = await connection.disconnect(user: user)
+            if n > 0 {
+                logger.info("closed WebSockets of a user the kernel is no longer shared with",
+                            metadata: ["user": "\(user)", "websockets": "\(n)"])
+            }
+        }
+    }
+
+    /// Restores shares from a persisted record (re-attach).
+    func restoreShares(_ users: Set<String>) {
+        sharedWith.withLock { $0 = users }
+    }
 
     /// The backend's type name, for metrics and the status page.
     nonisolated var provisionerName: String { String(describing: type(of: provisioner)) }
@@ -161,7 +203,7 @@ public actor ManagedKernel {
         guard let onLaunched, let connection, let handle = await provisioner.persistentHandle() else { return }
         await onLaunched(KernelSessionRecord(kernelID: id, kernelspec: spec.name, username: username,
                                              connection: connection.info, handle: handle, clientEnv: clientEnv,
-                                             savedAt: Date()))
+                                             sharedWith: shares.isEmpty ? nil : shares.sorted(), savedAt: Date()))
     }
 
     /// Takes over a kernel an earlier gateway started (the provisioner is already attached to

@@ -13,10 +13,13 @@ struct KernelSessionRecord: Codable, Sendable, Equatable {
     /// The `env` of the start request, so a restart after re-attach builds the same
     /// environment under today's rules (the gateway's own variables are not stored).
     var clientEnv: [String: String]?
+    /// Users the owner shared the kernel with; absent in records of earlier versions.
+    var sharedWith: [String]?
     var savedAt: Date
 
     enum CodingKeys: String, CodingKey {
-        case kernelID = "kernel_id", kernelspec, username, connection, handle, clientEnv = "client_env", savedAt = "saved_at"
+        case kernelID = "kernel_id", kernelspec, username, connection, handle, clientEnv = "client_env"
+        case sharedWith = "shared_with", savedAt = "saved_at"
     }
 }
 

@@ -55,7 +55,7 @@ struct ChannelsWebSocket {
         let counter = perUser
         let run = GatewayServerChannel.runner(configuration: ws) { inbound, outbound, context in
             await counter.opened(user)
-            await self.relay(inbound, outbound, request: request, kernelID: id, logger: context.logger)
+            await self.relay(inbound, outbound, request: request, kernelID: id, user: identity.user, logger: context.logger)
             await counter.closed(user)
         }
         return .upgrade(headers, run)
@@ -67,6 +67,13 @@ struct ChannelsWebSocket {
         let parts = path.dropFirst(baseURL.count).split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 4, parts[0] == "api", parts[1] == "kernels", parts[3] == "channels", !parts[2].isEmpty else { return nil }
         return String(parts[2])
+    }
+
+    /// The relay's key for a client's session: the session id itself, or, for a named user, the
+    /// id qualified by the (length-prefixed, so unambiguous) user name.
+    static func sessionKey(_ session: String, user: String?) -> String {
+        guard let user else { return session }
+        return "\(user.utf8.count):\(user)/\(session)"
     }
 
     static func negotiate(_ request: Request) -> WebSocketProtocol {
@@ -92,18 +99,21 @@ struct ChannelsWebSocket {
 
     /// Relays between one WebSocket and the kernel's shared connection until either ends.
     func relay(_ inbound: WebSocketInboundStream, _ outbound: WebSocketOutboundWriter,
-               request: Request, kernelID id: String, logger: Logger) async {
+               request: Request, kernelID id: String, user: String?, logger: Logger) async {
         guard let kernel = try? await registry.kernel(id), let connection = await kernel.connection else { return }
         let proto = Self.negotiate(request)
         let requestedSession = request.uri.queryParameters.get("session_id").flatMap { $0.isEmpty ? nil : String($0) }
-        let session = requestedSession ?? UUID().uuidString.lowercased()
+        // Named users' sessions are theirs alone: session ids travel in every message header, so a
+        // user a kernel is shared with could otherwise take over (and read the replay of) the
+        // owner's session by naming it.
+        let session = Self.sessionKey(requestedSession ?? UUID().uuidString.lowercased(), user: user)
         var logger = logger
         logger[metadataKey: "kernel_id"] = "\(id)"
         // Only a client that names its session can come back for what it missed; one that comes
         // back before its old socket is seen closing takes the session over.
         if requestedSession != nil { await connection.replaceStale(session: session) }
         let (client, messages, queue) = await connection.addClient(session: session, replayable: requestedSession != nil,
-                                                                   queueLimit: configuration.maxClientQueueBytes)
+                                                                   queueLimit: configuration.maxClientQueueBytes, user: user)
         logger.debug("websocket connected", metadata: ["session_id": "\(session)", "protocol": "\(proto == .v1 ? "v1" : "legacy")"])
         let maxSize = configuration.maxWebSocketMessageSize
         let logger2 = logger

@@ -17,7 +17,7 @@ struct KernelRoutes {
             throw GatewayError(.forbidden, reason: "Forbidden", "Listing kernels is disabled (EG_LIST_KERNELS=false)")
         }
         var models: [KernelModel] = []
-        for kernel in await registry.list() where context.identity.mayUse(kernelOf: kernel.username) {
+        for kernel in await registry.kernels(for: context.identity) {
             models.append(await kernel.model())
         }
         return try HTTPHelpers.json(encodable: models)
@@ -49,7 +49,7 @@ struct KernelRoutes {
     }
 
     func delete(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        _ = try await registry.kernel(Self.kernelID(context), for: context.identity)
+        _ = try await registry.ownedKernel(Self.kernelID(context), for: context.identity)
         try await registry.shutdown(Self.kernelID(context))
         return Response(status: .noContent)
     }
@@ -64,5 +64,50 @@ struct KernelRoutes {
         let kernel = try await registry.kernel(Self.kernelID(context), for: context.identity)
         try await kernel.restart()
         return try HTTPHelpers.json(encodable: await kernel.model())
+    }
+
+    // MARK: Sharing (Ganymede's own; EG and KG have no users to share with)
+
+    /// `GET /api/kernels/{id}/shares`: `{"owner": ..., "users": [...]}`, for the owner, an admin
+    /// and the users it is shared with.
+    func shares(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        let kernel = try await registry.kernel(Self.kernelID(context), for: context.identity)
+        return try HTTPHelpers.json(["owner": kernel.username, "users": kernel.shares.sorted()])
+    }
+
+    /// `PUT /api/kernels/{id}/shares` with `{"users": [...]}`: replaces whom the kernel is shared
+    /// with. Users it is shared with may see and use it (REST, sessions, WebSocket, interrupt,
+    /// restart) but not delete it or change its shares; a user removed from the list loses
+    /// access at once, open WebSockets included.
+    func setShares(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        guard !configuration.userTokens.isEmpty || configuration.jwt != nil else {
+            throw GatewayError.badRequest("Kernel sharing needs named users (per-user tokens or JWTs); "
+                + "without them every client may use every kernel")
+        }
+        let kernel = try await registry.ownedKernel(Self.kernelID(context), for: context.identity)
+        let body = try await HTTPHelpers.jsonObject(request, limit: configuration.maxRequestBodySize)
+        let users = try Self.shareList(body)
+        await kernel.share(with: users.subtracting([kernel.username]))
+        context.logger.info("kernel shares changed", metadata: ["kernel_id": "\(kernel.id)", "users": "\(kernel.shares.sorted())"])
+        return try HTTPHelpers.json(["owner": kernel.username, "users": kernel.shares.sorted()])
+    }
+
+    static let maxShares = 1_000
+
+    /// `{"users": [name, ...]}`: non-empty names of at most 256 characters, at most `maxShares`.
+    static func shareList(_ body: [String: Any]?) throws(GatewayError) -> Set<String> {
+        guard let body, let raw = body["users"] else {
+            throw GatewayError.badRequest("The body must be a JSON object with \"users\": a list of user names")
+        }
+        guard let list = raw as? [Any], list.allSatisfy({ $0 is String }), let names = list as? [String] else {
+            throw GatewayError.badRequest("\"users\" must be a list of user names (strings)")
+        }
+        guard names.count <= maxShares else {
+            throw GatewayError.badRequest("A kernel can be shared with at most \(maxShares) users (got \(names.count))")
+        }
+        if let bad = names.first(where: { $0.isEmpty || $0.count > 256 || $0.contains(where: \.isNewline) }) {
+            throw GatewayError.badRequest("Not a user name: \(bad.debugDescription.prefix(80))")
+        }
+        return Set(names)
     }
 }

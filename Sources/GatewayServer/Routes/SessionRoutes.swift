@@ -94,7 +94,7 @@ struct SessionRoutes {
     func record(_ context: GatewayRequestContext) async throws -> SessionRecord {
         let id = context.parameters.get("session_id") ?? ""
         guard let record = await store.get(id) else { throw GatewayError.notFound("Session not found: \(id)") }
-        if let k = try? await registry.kernel(record.kernelID), !context.identity.mayUse(kernelOf: k.username) {
+        if let k = try? await registry.kernel(record.kernelID), !k.mayBeUsed(by: context.identity) {
             throw GatewayError.notFound("Session not found: \(id)")
         }
         return record
@@ -120,6 +120,9 @@ struct SessionRoutes {
                 r.kernelID = try await registry.kernel(id, for: context.identity).id
             } else if let name = try HTTPHelpers.optionalString(kernel, "name") {
                 let old = r.kernelID
+                if (try? await registry.kernel(old)) != nil {
+                    _ = try await registry.ownedKernel(old, for: context.identity)
+                }
                 r.kernelID = try await registry.create(name: name, clientEnv: KernelRoutes.owned(nil, by: context.identity)).id
                 try? await registry.shutdown(old)
             }
@@ -130,6 +133,10 @@ struct SessionRoutes {
 
     func delete(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let r = try await record(context)
+        // Deleting a session deletes its kernel: the kernel owner's call, not a user it is shared with.
+        if (try? await registry.kernel(r.kernelID)) != nil {
+            _ = try await registry.ownedKernel(r.kernelID, for: context.identity)
+        }
         _ = await store.remove(r.id)
         guard (try? await registry.kernel(r.kernelID)) != nil else {
             throw GatewayError(.gone, "Kernel \(r.kernelID) of session \(r.id) no longer exists")
