@@ -545,6 +545,12 @@ public actor KernelConnection {
     private func track(_ msgID: String, session: String) {
         if requestOwners.updateValue(session, forKey: msgID) == nil {
             requestOrder.append(msgID)
+            // Answered requests leave `requestOwners` at once but stay in `requestOrder` until it
+            // is compacted here, once at least half of it is answered (amortised O(1)); without
+            // this, every request ever made kept its id until the 10,000th.
+            if requestOrder.count > 64 && requestOrder.count > 2 * requestOwners.count {
+                requestOrder.removeAll { requestOwners[$0] == nil }
+            }
             if requestOrder.count > Self.maxTrackedRequests {
                 let dropped = requestOrder.removeFirst()
                 requestOwners.removeValue(forKey: dropped)
@@ -759,7 +765,13 @@ public final class ClientQueue: Sendable {
             s.head += 1
             s.bytes -= size
             s.forced = max(0, s.forced - size)
-            if s.head > 256 && s.head * 2 > s.pending.count {
+            if s.head == s.pending.count {
+                // Drained (the usual case for a client that keeps up): let go of the written
+                // messages now. Keeping them until a compaction held up to 256 messages, and
+                // an array grown to a burst's size, for every idle client.
+                s.pending.removeAll(keepingCapacity: s.pending.capacity <= 64)
+                s.head = 0
+            } else if s.head > 256 && s.head * 2 > s.pending.count {
                 s.pending.removeFirst(s.head)
                 s.head = 0
             }
