@@ -171,3 +171,38 @@ def test_sharing_needs_named_users(gateway, module_kernels):
     r = requests.put(gateway.url(f"api/kernels/{kid}/shares"), json={"users": ["bob"]}, timeout=30)
     body = assert_json_error(r, [400])
     assert "named users" in body["message"]
+
+
+def test_shares_survive_a_gateway_restart(tmp_path):
+    """Shares are part of the persisted record: after SIGKILL and re-attach, bob still may use
+    alice's kernel and dave still may not."""
+    import os
+    import signal
+
+    from conftest import alive, wait_until
+
+    cfg = tmp_path / "ganymede.yaml"
+    users = "".join(f"  {u}: {{token_sha256: {hashlib.sha256(t.encode()).hexdigest()}}}\n" for u, t in TOKENS.items())
+    cfg.write_text(f"users:\n{users}admins: [carol]\n")
+    args = ["--config", str(cfg), "--session-persistence", "true", "--persistence-root", str(tmp_path / "sessions")]
+    first = Gateway(tmp_path / "a", args=args, name="shr1").start()
+    r = req(first, "POST", "api/kernels", "alice", json={"name": "python3"})
+    assert r.status_code == 201, r.text
+    kid = r.json()["id"]
+    first.record_children()
+    pids = [p for p in first.known_children if alive(p)]
+    assert share(first, kid, ["bob"]).status_code == 200
+    first.kill_leaving_kernels()
+    second = Gateway(tmp_path / "b", args=args, name="shr2").start()
+    try:
+        wait_until(lambda: req(second, "GET", f"api/kernels/{kid}", "alice").status_code == 200, 30, what="re-attach")
+        assert req(second, "GET", f"api/kernels/{kid}/shares", "bob").json() == {"owner": "alice", "users": ["bob"]}
+        with KernelWS(second, kid, token=TOKENS["bob"]) as ws:
+            execute_ok(ws, "1")
+        assert_json_error(req(second, "GET", f"api/kernels/{kid}", "dave"), [404])
+        assert req(second, "DELETE", f"api/kernels/{kid}", "alice").status_code == 204
+    finally:
+        second.stop()
+        for p in pids:
+            if alive(p):
+                os.kill(p, signal.SIGKILL)
