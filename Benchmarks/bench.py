@@ -24,7 +24,7 @@ import uuid
 import requests
 
 from gateways import (DirectKernel, EnterpriseGateway, Ganymede, Jupyverse, KernelGateway, cpu_seconds,
-                      rss_mb)
+                      rss_mb, memory_mb)
 from wsclient import KernelWS
 
 FLOOD_CODE = "for i in range({n}):\n    print(i, flush=True)"
@@ -731,6 +731,7 @@ class Bench:
         time.sleep(2)
         for gw in self.gateways:
             self.put("rss_idle_mb", gw.name, rss_mb(gw.pid))
+            self.put("mem_idle", gw.name, memory_mb(gw.pid))
         scenarios = [s for s in a.scenarios.split(",") if s]
         try:
             for s in scenarios:
@@ -744,6 +745,7 @@ class Bench:
                 self.save()
             for gw in self.gateways:
                 self.put("rss_end_mb", gw.name, rss_mb(gw.pid))
+                self.put("mem_end", gw.name, memory_mb(gw.pid))
                 self.put("cpu_total_s", gw.name, cpu_seconds(gw.pid))
         finally:
             for gw in self.gateways:

@@ -62,6 +62,25 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def memory_mb(pid: int) -> dict:
+    """RSS split the way /proc/<pid>/smaps_rollup splits it, in MB: `anon` (the process's own heap and
+    stacks), `file` (mapped code and data of the binary and its libraries: shared, clean and reclaimable),
+    and `pss` (RSS with each shared page divided among the processes mapping it)."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("Rss", "Pss", "Anonymous"):
+                    out[key] = int(rest.split()[0]) * 1024 / 1e6
+    except OSError:
+        return {}
+    if "Rss" not in out:
+        return {}
+    return {"rss": out["Rss"], "pss": out.get("Pss", float("nan")), "anon": out.get("Anonymous", float("nan")),
+            "file": out["Rss"] - out.get("Anonymous", 0.0)}
+
+
 class Gateway:
     """A gateway process serving the Jupyter kernels REST API and channels WebSocket."""
 

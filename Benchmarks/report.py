@@ -343,6 +343,23 @@ class Report:
             self.verdict("Back within 1 MB after deleting kernels", max(leak, leak50) <= 1.0,
                          f"+{f(leak, 2)} MB after {n}, {f(leak50, 2)} MB after {nc}")
             self.verdict("≤ 2× idle after floods", end <= 2 * idle, f"{f(end)} MB at the end vs {f(idle)} MB idle ({ratio(end, idle)})")
+        # What RSS is made of: a Python gateway's RSS is mostly its own heap; Ganymede's mostly mapped code.
+        if any(self.get("mem_idle", g) for g in self.gws):
+            self.w("What the RSS is made of (`/proc/PID/smaps_rollup`): **anonymous** = the process's own heap and stacks; "
+                   "**file** = pages of the binary and shared libraries it has touched (clean, shared with any other "
+                   "process mapping them, and dropped first under memory pressure); **PSS** = RSS with shared pages "
+                   "divided among the processes that map them.")
+            self.w()
+            self.w("| gateway | idle RSS | idle anonymous | idle file-backed | idle PSS | end RSS | end anonymous | end / idle (anonymous) |")
+            self.w("|---|---|---|---|---|---|---|---|")
+            for g in self.gws:
+                mi = (self.get("mem_idle", g) or [{}])[0] or {}
+                me = (self.get("mem_end", g) or [{}])[0] or {}
+                nan = float("nan")
+                self.w(f"| {g} | {f(mi.get('rss', nan))} MB | {f(mi.get('anon', nan))} MB | {f(mi.get('file', nan))} MB | "
+                       f"{f(mi.get('pss', nan))} MB | {f(me.get('rss', nan))} MB | {f(me.get('anon', nan))} MB | "
+                       f"{ratio(me.get('anon', nan), mi.get('anon', nan))} |")
+            self.w()
         # RSS through the run, stage by stage: the scenarios ran in this order, so later stages carry what the
         # floods and fan-outs left behind.
         stages = ["idle", f"before {n} kernels\n(after floods)", f"{n} kernels\n+ WS", "deleted", f"{nc} kernels",

@@ -450,6 +450,10 @@ public actor KernelRegistry {
         kernels.removeValue(forKey: id)
         sessions?.remove(id)
         metrics.kernelEvent("shutdown", kernelspec: kernel.spec.name)
+        // A deleted kernel's buffers (replay, queues, its output's encodings) were freed just now;
+        // glibc keeps freed memory in its arenas unless asked, so the gateway's RSS would stay at
+        // its peak after every busy kernel.
+        ProcessMemory.trim()
     }
 
     /// Re-attaches every kernel a previous gateway recorded (session persistence): a kernel

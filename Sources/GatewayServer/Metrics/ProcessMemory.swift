@@ -19,6 +19,12 @@ enum ProcessMemory {
         return Sample(residentBytes: residentBytes(), heapInUseBytes: inUse, heapFreeBytes: free)
     }
 
+    /// Hands freed heap memory back to the system (`malloc_trim(0)`); a few milliseconds at most,
+    /// so it is for moments after much was freed (a kernel deleted), not for the message path.
+    static func trim() {
+        _ = ganymede_heap_trim()
+    }
+
     /// `/proc/self/statm`'s second field (resident pages) times the page size; 0 off Linux.
     static func residentBytes() -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
