@@ -140,6 +140,12 @@ def test_probes_public_metrics_protected(tmp_path):
         m = requests.get(gw.url("metrics"), headers=gw.auth_headers(), timeout=5)
         assert m.status_code == 200 and m.headers["Content-Type"].startswith("text/plain")
         assert "ganymede_websocket_connections" in m.text
+        # The memory gauges read the process itself: resident bytes from /proc, the heap from glibc.
+        values = {line.split()[0]: float(line.split()[1]) for line in m.text.splitlines()
+                  if line.startswith(("ganymede_process_resident_bytes", "ganymede_heap_"))}
+        assert values["ganymede_process_resident_bytes"] > 1e6, values
+        assert values["ganymede_heap_in_use_bytes"] > 1e5, values
+        assert values["ganymede_heap_free_bytes"] >= 0, values
     finally:
         gw.stop()
 
