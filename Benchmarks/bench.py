@@ -597,6 +597,7 @@ class Bench:
             th = threading.Thread(target=prober)
             try:
                 before = rss_mb(gw.pid)
+                mem_before = memory_mb(gw.pid)
                 th.start()
                 t0 = time.perf_counter()
                 kids, errors = [], 0
@@ -622,10 +623,12 @@ class Bench:
                 th.join()
                 time.sleep(2)
                 after = rss_mb(gw.pid)
+                mem_after = memory_mb(gw.pid)
                 res = {"n": n, "ok": len(kids), "errors": errors, "wall_s": wall, "probe_p50_ms": pct(probe, 50),
                        "probe_p99_ms": pct(probe, 99), "probe_max_ms": max(probe, default=float("nan")),
                        "probe_errors": probe_errors[0], "probes": len(probe),
-                       "rss_before": before, "rss_with": with_k, "rss_after": after}
+                       "rss_before": before, "rss_with": with_k, "rss_after": after,
+                       "mem_before": mem_before, "mem_after": mem_after}
                 self.put("concurrent_starts", gw.name, res)
                 log(f"  concurrent {gw.name}: {res}")
             except Exception as e:

@@ -360,6 +360,21 @@ class Report:
                        f"{f(mi.get('pss', nan))} MB | {f(me.get('rss', nan))} MB | {f(me.get('anon', nan))} MB | "
                        f"{ratio(me.get('anon', nan), mi.get('anon', nan))} |")
             self.w()
+            rows = []
+            for g in self.gws:
+                for c in self.get("concurrent_starts", g):
+                    b, a2 = c.get("mem_before") or {}, c.get("mem_after") or {}
+                    if b and a2:
+                        rows.append(f"| {g} | {f(a2['rss'] - b['rss'], 2)} MB | {f(a2['anon'] - b['anon'], 2)} MB | "
+                                    f"{f(a2['file'] - b['file'], 2)} MB |")
+            if rows:
+                self.w(f"After deleting the {nc} kernels of the concurrent starts, against before them, split the same way:")
+                self.w()
+                self.w("| gateway | RSS | anonymous | file-backed |")
+                self.w("|---|---|---|---|")
+                for row in rows:
+                    self.w(row)
+                self.w()
         # RSS through the run, stage by stage: the scenarios ran in this order, so later stages carry what the
         # floods and fan-outs left behind.
         stages = ["idle", f"before {n} kernels\n(after floods)", f"{n} kernels\n+ WS", "deleted", f"{nc} kernels",
