@@ -120,9 +120,7 @@ struct SessionRoutes {
                 r.kernelID = try await registry.kernel(id, for: context.identity).id
             } else if let name = try HTTPHelpers.optionalString(kernel, "name") {
                 let old = r.kernelID
-                if (try? await registry.kernel(old)) != nil {
-                    _ = try await registry.ownedKernel(old, for: context.identity)
-                }
+                try await requireOwner(of: old, context)
                 r.kernelID = try await registry.create(name: name, clientEnv: KernelRoutes.owned(nil, by: context.identity)).id
                 try? await registry.shutdown(old)
             }
@@ -131,12 +129,16 @@ struct SessionRoutes {
         return try HTTPHelpers.json(try await model(r))
     }
 
+    /// Deleting a session, or replacing its kernel, shuts the kernel down: its owner's (or an
+    /// admin's) call, not that of a user it is shared with (403). A kernel already gone is nobody's.
+    private func requireOwner(of kernelID: String, _ context: GatewayRequestContext) async throws {
+        guard (try? await registry.kernel(kernelID)) != nil else { return }
+        _ = try await registry.ownedKernel(kernelID, for: context.identity)
+    }
+
     func delete(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let r = try await record(context)
-        // Deleting a session deletes its kernel: the kernel owner's call, not a user it is shared with.
-        if (try? await registry.kernel(r.kernelID)) != nil {
-            _ = try await registry.ownedKernel(r.kernelID, for: context.identity)
-        }
+        try await requireOwner(of: r.kernelID, context)
         _ = await store.remove(r.id)
         guard (try? await registry.kernel(r.kernelID)) != nil else {
             throw GatewayError(.gone, "Kernel \(r.kernelID) of session \(r.id) no longer exists")
