@@ -206,3 +206,10 @@ def test_shares_survive_a_gateway_restart(tmp_path):
         for p in pids:
             if alive(p):
                 os.kill(p, signal.SIGKILL)
+
+
+def test_swagger_documents_shares(gw):
+    spec = requests.get(gw.url("api/swagger.json"), timeout=30).json()
+    path = spec["paths"]["/api/kernels/{kernel_id}/shares"]
+    assert set(path) >= {"get", "put"}
+    assert "403" in {str(k) for k in path["put"]["responses"]}

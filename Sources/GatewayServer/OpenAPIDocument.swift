@@ -34,6 +34,11 @@ enum OpenAPIDocument {
         properties:
           reason: {type: string}
           message: {type: string}
+      Shares:
+        type: object
+        properties:
+          owner: {type: string}
+          users: {type: array, items: {type: string}}
       Kernel:
         type: object
         required: [id, name, last_activity, execution_state, connections]
@@ -130,6 +135,25 @@ enum OpenAPIDocument {
         delete:
           responses:
             204: {description: Shut down}
+            403: {description: The kernel is only shared with the caller, schema: {$ref: "#/definitions/Error"}}
+            404: {description: Unknown kernel, schema: {$ref: "#/definitions/Error"}}
+      /api/kernels/{kernel_id}/shares:
+        parameters: [{name: kernel_id, in: path, required: true, type: string, format: uuid}]
+        get:
+          summary: Whom the kernel is shared with (Ganymede; named users only)
+          responses:
+            200: {description: Owner and users, schema: {$ref: "#/definitions/Shares"}}
+            404: {description: Unknown kernel, schema: {$ref: "#/definitions/Error"}}
+        put:
+          summary: Replace whom the kernel is shared with (its owner or an admin)
+          parameters:
+            - name: body
+              in: body
+              schema: {type: object, required: [users], properties: {users: {type: array, items: {type: string}, maxItems: 1000}}}
+          responses:
+            200: {description: Owner and users, schema: {$ref: "#/definitions/Shares"}}
+            400: {description: Invalid body, or no named users configured, schema: {$ref: "#/definitions/Error"}}
+            403: {description: The kernel is only shared with the caller, schema: {$ref: "#/definitions/Error"}}
             404: {description: Unknown kernel, schema: {$ref: "#/definitions/Error"}}
       /api/kernels/{kernel_id}/interrupt:
         parameters: [{name: kernel_id, in: path, required: true, type: string, format: uuid}]
