@@ -177,8 +177,12 @@ def assert_state_kept_and_interruptible(gw: Gateway, kernel_id: str):
     with KernelWS(gw, kernel_id) as ws:
         res = ws.execute("print(x)", timeout=60)
         assert "42" in res.stdout, res.summary()
-        msg_id = ws.send_execute("import time; time.sleep(60)")
-        time.sleep(1.5)
+        # Interrupt only once the cell is running: a SIGINT that reaches ipykernel between taking
+        # the request and running the code is raised in its event loop and ends the kernel.
+        msg_id = ws.send_execute("import time; print('sleeping', flush=True); time.sleep(60)")
+        ws.collect(lambda m: m.get("parent_header", {}).get("msg_id") == msg_id,
+                   lambda kept: any(m["header"]["msg_type"] == "stream" for m in kept), timeout=30,
+                   what="the cell to start")
         assert gw.post(f"api/kernels/{kernel_id}/interrupt").status_code == 204
         res = ws.collect_execution(msg_id, timeout=30)
         assert res.error and res.error["ename"] == "KeyboardInterrupt", res.summary()

@@ -464,9 +464,17 @@ public actor KernelConnection {
         m.header.count + m.parentHeader.count + m.metadata.count + m.content.count + m.buffers.reduce(0) { $0 + $1.count }
     }
 
+    /// When `expireOffline` last looked: it runs for every iopub message, and rebuilding the
+    /// dictionary each time cost an allocation per message per kernel; TTLs are minutes, so
+    /// looking once a second is exact enough.
+    private var lastExpiry = ContinuousClock.now
+
     private func expireOffline() {
         guard !offline.isEmpty else { return }
         let now = ContinuousClock.now
+        guard now - lastExpiry >= .seconds(1) else { return }
+        lastExpiry = now
+        guard offline.values.contains(where: { now - $0.since >= replayTTL }) else { return }
         offline = offline.filter { now - $0.value.since < replayTTL }
     }
 
