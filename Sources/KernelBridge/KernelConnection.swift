@@ -611,7 +611,10 @@ public actor KernelConnection {
             return
         }
         guard let session = requestOwners[parent] else {
-            logger.debug("dropped reply with no requester", metadata: ["channel": "\(channel)", "msg_type": "\(message.msgType)"])
+            // An input_request nobody receives leaves the kernel waiting for ever: worth a warning.
+            let level: Logger.Level = channel == .stdin ? .warning : .debug
+            logger.log(level: level, "dropped reply with no requester",
+                       metadata: ["channel": "\(channel)", "msg_type": "\(message.msgType)", "parent_msg_id": "\(parent)"])
             return
         }
         if channel != .stdin, message.msgType.hasSuffix("_reply") {

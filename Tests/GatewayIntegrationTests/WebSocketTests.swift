@@ -80,7 +80,15 @@ struct WebSocketTests {
             let b = ChannelsClient(proto: .v1)
             try await a.connect(gw, kernel: id)
             try await b.connect(gw, kernel: id)
-            #expect((try await gw.request(.GET, "/api/kernels/\(id)")).object["connections"] as? Int == 2)
+            // The upgrade answers before the relay registers the client: wait until both count,
+            // otherwise b can miss the first iopub messages it is asked to see.
+            var connections = 0
+            for _ in 0..<500 {
+                connections = (try await gw.request(.GET, "/api/kernels/\(id)")).object["connections"] as? Int ?? 0
+                if connections == 2 { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(connections == 2)
             let msgID = a.execute("print('shared output')")
             let fromA = await a.collect(until: msgID)
             let fromB = await b.collect(until: msgID, reply: false)

@@ -256,6 +256,9 @@ def main(argv: list[str]) -> None:
         os.kill(os.getpid(), signum)
 
     atexit.register(remove_connection_file)
+    # A kernel that ends on its own (not by a signal) says so in the launcher's log: ipykernel sends
+    # its own stderr to iopub, so nothing else would be left to tell a clean exit from a kill.
+    atexit.register(lambda: log.info("kernel %s: exiting", args.kernel_id))
     signal.signal(signal.SIGTERM, on_sigterm)
 
     from ipykernel.kernelapp import IPKernelApp
