@@ -84,6 +84,10 @@ public final class ZMQIOThread: @unchecked Sendable {
     // MARK: - The I/O thread
 
     private func run() {
+        // Foundation on Linux does not apply a name set before `start()`; set on the running
+        // thread, it reaches the OS, and the thread shows up as itself in `top -H`, perf and
+        // /proc/<pid>/task/*/comm instead of under the name of the thread that started it.
+        Thread.current.name = "ganymede-zmq"
         var sockets: [Int: OpenSocket] = [:]
         var order: [Int] = []
         var running = true
