@@ -718,7 +718,7 @@ class Bench:
         meta["args"] = vars(a)
         meta["machine"] = machine_description()
         all_gw = {"ganymede": lambda: Ganymede(a.binary), "eg": EnterpriseGateway, "kg": KernelGateway,
-                  "jupyverse": Jupyverse}
+                  "jupyverse": Jupyverse, "ganymede_b": lambda: Ganymede(a.binary_b, label="B")}
         unknown = [k for k in a.targets.split(",") if k not in all_gw]
         if unknown:  # before anything starts: a typo must not leave gateways running
             raise SystemExit(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(all_gw)} (the direct client always runs)")
@@ -781,6 +781,7 @@ def main() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--binary", default=os.path.join(here, "..", ".build", "release", "ganymede"))
+    p.add_argument("--binary-b", help="a second Ganymede build, run as target `ganymede_b` (A/B of two commits)")
     p.add_argument("--out", default=os.path.join(here, "results", "results.json"))
     p.add_argument("--targets", default="ganymede,eg,kg,jupyverse")
     p.add_argument("--scenarios", default="start,pool_start,rtt,floods,fanout,memory,restart,concurrent_starts,many_ws")
@@ -809,6 +810,10 @@ def main() -> None:
     a.binary = os.path.abspath(a.binary)
     # SIGTERM unwinds like Ctrl-C so every gateway and kernel started so far is stopped by PID.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if "ganymede_b" in a.targets.split(","):
+        if not a.binary_b or not os.access(a.binary_b, os.X_OK):
+            sys.exit("target ganymede_b needs --binary-b pointing at an executable Ganymede build")
+        a.binary_b = os.path.abspath(a.binary_b)
     if "ganymede" in a.targets and not os.access(a.binary, os.X_OK):
         sys.exit(f"no Ganymede binary at {a.binary}: build it with `swift build -c release` or pass --binary")
     Bench(a).run()

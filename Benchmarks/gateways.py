@@ -189,10 +189,13 @@ class Gateway:
 class Ganymede(Gateway):
     name = "Ganymede"
 
-    def __init__(self, binary: str, prespawn: int = 0) -> None:
+    def __init__(self, binary: str, prespawn: int = 0, label: str = "") -> None:
         if prespawn:
             # A separate instance with its own log and runtime directory (pool_start).
             self.name = f"Ganymede (pool {prespawn})"
+        elif label:
+            # A second build side by side (--binary-b): an A/B comparison of two commits.
+            self.name = f"Ganymede ({label})"
         super().__init__()
         self.binary = binary
         self.prespawn = prespawn
