@@ -148,6 +148,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ZeroMQTests",
+            dependencies: ["ZeroMQ"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "NotebookHTTPTests",
             dependencies: ["NotebookHTTP"],
             swiftSettings: swiftSettings

@@ -23,6 +23,7 @@ public final class ZMQIOThread: @unchecked Sendable {
         let handle: UnsafeMutableRawPointer
         let continuation: AsyncStream<[[UInt8]]>.Continuation
         var outbox: [[[UInt8]]] = []
+        var flood = FloodDetector()
     }
 
     private let context: UnsafeMutableRawPointer
@@ -32,14 +33,26 @@ public final class ZMQIOThread: @unchecked Sendable {
     private var thread: Thread?
     private let stopped = Atomic<Bool>(false)
 
+    /// How long the thread waits before polling again while a socket floods (see
+    /// `FloodDetector`), in microseconds; 0 relays every message the moment it arrives.
+    let floodCoalesceMicroseconds: UInt32
+
+    /// The default wait while a socket floods: 2 ms (`GANYMEDE_FLOOD_COALESCE_MS` changes it, 0
+    /// turns it off). Measured on a 20,000-line print flood: the gateway's CPU per line halves and
+    /// the kernel prints faster (Benchmarks/analysis.md, section 2).
+    public static let defaultFloodCoalesceMicroseconds: UInt32 = 2_000
+
     /// A process-wide instance; the thread starts on first use and lives as long as the process.
     public static let shared: ZMQIOThread = {
-        let t = ZMQIOThread()
+        let configured = ProcessInfo.processInfo.environment["GANYMEDE_FLOOD_COALESCE_MS"]
+            .flatMap { Double($0) }.map { $0 >= 0 && $0 <= 100 ? UInt32($0 * 1000) : defaultFloodCoalesceMicroseconds }
+        let t = ZMQIOThread(floodCoalesceMicroseconds: configured ?? defaultFloodCoalesceMicroseconds)
         t.start()
         return t
     }()
 
-    public init(maxSockets: Int32 = 16_384) {
+    public init(maxSockets: Int32 = 16_384, floodCoalesceMicroseconds: UInt32 = ZMQIOThread.defaultFloodCoalesceMicroseconds) {
+        self.floodCoalesceMicroseconds = floodCoalesceMicroseconds
         context = zmq_ctx_new()
         zmq_ctx_set(context, ZMQ_MAX_SOCKETS, maxSockets)
         wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
@@ -91,7 +104,12 @@ public final class ZMQIOThread: @unchecked Sendable {
         var sockets: [Int: OpenSocket] = [:]
         var order: [Int] = []
         var running = true
+        var flooding = false
         while running {
+            if flooding {
+                // Let a flood's next messages gather: the next wake-up relays them together.
+                usleep(floodCoalesceMicroseconds)
+            }
             var items = [zmq_pollitem_t(socket: nil, fd: wakeFD, events: Int16(ZMQ_POLLIN), revents: 0)]
             items.reserveCapacity(order.count + 1)
             for id in order {
@@ -106,11 +124,17 @@ public final class ZMQIOThread: @unchecked Sendable {
                 // ETERM or a programming error: nothing sensible left to do.
                 break
             }
+            flooding = false
+            let now = floodCoalesceMicroseconds > 0 ? DispatchTime.now().uptimeNanoseconds : 0
             for (index, id) in order.enumerated() {
                 let revents = items[index + 1].revents
                 guard revents != 0, var s = sockets[id] else { continue }
                 if revents & Int16(ZMQ_POLLIN) != 0 {
-                    receiveAll(s)
+                    let received = receiveAll(s)
+                    if floodCoalesceMicroseconds > 0, received > 0 {
+                        if s.flood.record(received, at: now) { flooding = true }
+                        sockets[id] = s
+                    }
                 }
                 if revents & Int16(ZMQ_POLLOUT) != 0, !s.outbox.isEmpty {
                     flush(&s)
@@ -185,7 +209,10 @@ public final class ZMQIOThread: @unchecked Sendable {
         return handle
     }
 
-    private func receiveAll(_ s: OpenSocket) {
+    /// Receives every message waiting on the socket; returns how many.
+    @discardableResult
+    private func receiveAll(_ s: OpenSocket) -> Int {
+        var received = 0
         while true {
             var frames: [[UInt8]] = []
             while true {
@@ -196,7 +223,7 @@ public final class ZMQIOThread: @unchecked Sendable {
                     zmq_msg_close(&msg)
                     // EAGAIN: drained. Parts of a multipart message arrive atomically,
                     // so `frames` is empty here.
-                    return
+                    return received
                 }
                 let size = zmq_msg_size(&msg)
                 if size > 0, let data = zmq_msg_data(&msg) {
@@ -209,6 +236,7 @@ public final class ZMQIOThread: @unchecked Sendable {
                 if !more { break }
             }
             s.continuation.yield(frames)
+            received += 1
         }
     }
 
