@@ -6,7 +6,8 @@
 /// (Benchmarks/analysis.md, sections 1 and 2), that costs the gateway ~130 µs of CPU per printed
 /// line, CPU the kernel producing the flood then lacks. When a socket is flooding, the I/O thread
 /// waits a moment before it polls again, so each wake-up carries a batch. An execute's five or six
-/// messages never reach the threshold, so round trips are not delayed.
+/// messages never reach the threshold, so round trips are not delayed. The wait is the whole
+/// thread's: while one kernel floods, other kernels' messages can be held up to the wait too.
 public struct FloodDetector: Sendable, Equatable {
     /// The window over which messages are counted, in nanoseconds.
     public let window: UInt64
