@@ -38,11 +38,20 @@ struct CullingTests {
     }
 
     @Test func connectedKernelIsKeptUnlessCullConnected() async throws {
-        try await TestGateway.with(configure: Self.fastCuller) { gw in
+        // A 3 s timeout, not 1 s: the upgrade answers before the relay counts the client, and under
+        // load (CI runs suites in parallel on 2 cores) start → counted took over a second, so a
+        // 1 s culler could take the kernel as idle and unconnected before the client was counted.
+        try await TestGateway.with(configure: { Self.fastCuller(&$0); $0.cullIdleTimeout = .seconds(3) }) { gw in
             let id = try await gw.startKernel()
             let client = ChannelsClient(proto: .v1)
             try await client.connect(gw, kernel: id)
-            try await Task.sleep(for: .seconds(3))
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline,
+                  try await gw.request(.GET, "/api/kernels/\(id)").object["connections"] as? Int != 1 {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            // Longer than the timeout plus an interval: a culler that ignored connections would act.
+            try await Task.sleep(for: .seconds(4))
             #expect(try await gw.request(.GET, "/api/kernels/\(id)").status == 200, "connected kernels are not culled by default")
             client.close()
             let gone = try await Self.waitUntilGone(gw, id)
