@@ -57,22 +57,34 @@ public final class ResourceLedger: Sendable {
         let dirs = (path ?? "/usr/bin:/bin").split(separator: ":")
         let candidates: [String] = dirs.map { dir in "\(dir)/nvidia-smi" }
         guard let smi = candidates.first(where: { path in access(path, X_OK) == 0 }) else { return [] }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: smi)
-        process.arguments = GPUDevice.nvidiaSMIArguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            logger.warning("nvidia-smi failed", metadata: ["error": "\(error)"])
-            return []
+        var attempt = 0
+        while true {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: smi)
+            process.arguments = GPUDevice.nvidiaSMIArguments
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = FileHandle.nullDevice
+            do {
+                try process.run()
+            } catch {
+                // ETXTBSY: the executable was just written and a process forked meanwhile (any
+                // kernel start) still holds its write descriptor; it goes away within
+                // milliseconds, so try again a few times instead of reporting no GPUs.
+                attempt += 1
+                let posix = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.code
+                if attempt < 10, posix == Int(ETXTBSY) {
+                    usleep(20_000)
+                    continue
+                }
+                logger.warning("nvidia-smi failed", metadata: ["error": "\(error)"])
+                return []
+            }
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else { return [] }
+            return GPUDevice.parse(String(decoding: data, as: UTF8.self))
         }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { return [] }
-        return GPUDevice.parse(String(decoding: data, as: UTF8.self))
     }
 
     public var inUse: ResourceRequest { state.withLock { Self.used($0) } }
