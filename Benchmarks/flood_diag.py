@@ -8,29 +8,11 @@ gateway and the kernel (summed over their threads from /proc/<pid>/task/*/status
 
 Starts and stops its own gateways (by PID, through gateways.py), 127.0.0.1 only.
 """
-import os, sys, time, uuid, resource, glob
-
-def ctx(pid):
-    v = n = 0
-    for st in glob.glob(f"/proc/{pid}/task/*/status"):
-        try:
-            for line in open(st):
-                if line.startswith("voluntary_ctxt_switches"): v += int(line.split()[1])
-                elif line.startswith("nonvoluntary_ctxt_switches"): n += int(line.split()[1])
-        except OSError: pass
-    return v, n
-
-def kernel_pid(gpid):
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                if "ipykernel" in open(f"/proc/{p}/cmdline").read() and open(f"/proc/{p}/stat").read().rsplit(")",1)[1].split()[1] == str(gpid):
-                    return int(p)
-            except OSError: pass
-    return None
+import os, sys, time, uuid, resource
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gateways import Ganymede, Jupyverse, cpu_seconds
+from gateways import Ganymede, Jupyverse, cpu_seconds, kernel_pid
+from gateways import context_switches as ctx
 from wsclient import KernelWS
 
 N = int(os.environ.get("N", "20000"))

@@ -20,13 +20,8 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gateways import Ganymede  # noqa: E402
+from gateways import Ganymede, percentile_nearest_rank  # noqa: E402
 from wsclient import KernelWS  # noqa: E402
-
-
-def pct(xs: list[float], p: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 def measure(binary: str, coalesce: str, flood: bool, n: int) -> dict:
@@ -58,8 +53,8 @@ def measure(binary: str, coalesce: str, flood: bool, n: int) -> dict:
             th.join()
         wa.close()
         wb.close()
-        return {"p50_ms": round(statistics.median(lat), 2), "p90_ms": round(pct(lat, 90), 2),
-                "p99_ms": round(pct(lat, 99), 2)}
+        return {"p50_ms": round(statistics.median(lat), 2), "p90_ms": round(percentile_nearest_rank(lat, 90), 2),
+                "p99_ms": round(percentile_nearest_rank(lat, 99), 2)}
     finally:
         g.stop()
 

@@ -22,40 +22,10 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gateways import Ganymede, Jupyverse, cpu_seconds  # noqa: E402
+from gateways import Ganymede, Jupyverse, context_switches, cpu_seconds, kernel_pid  # noqa: E402
 from wsclient import KernelWS  # noqa: E402
 
 LINES = 20000
-
-
-def kernel_pid(gateway_pid: int) -> int | None:
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                with open(f"/proc/{p}/cmdline") as f:
-                    if "ipykernel" not in f.read():
-                        continue
-                with open(f"/proc/{p}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[1] == str(gateway_pid):
-                        return int(p)
-            except OSError:
-                pass
-    return None
-
-
-def switches(pid: int) -> tuple[int, int]:
-    vol = invol = 0
-    for t in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{t}/status") as f:
-                for line in f:
-                    if line.startswith("voluntary_ctxt_switches"):
-                        vol += int(line.split()[1])
-                    elif line.startswith("nonvoluntary_ctxt_switches"):
-                        invol += int(line.split()[1])
-        except OSError:
-            pass
-    return vol, invol
 
 
 def main() -> None:
@@ -76,9 +46,9 @@ def main() -> None:
         for rnd in range(a.rounds):
             for mask in ("0x3", "0x1"):
                 subprocess.run(["taskset", "-a", "-p", mask, str(kp)], stdout=subprocess.DEVNULL, check=True)
-                k0, s0, t0 = cpu_seconds(kp), switches(kp), time.perf_counter()
+                k0, s0, t0 = cpu_seconds(kp), context_switches(kp), time.perf_counter()
                 ws.wait_idle(ws.execute(f"for i in range({LINES}):\n    print(i, flush=True)"))
-                el, s1 = time.perf_counter() - t0, switches(kp)
+                el, s1 = time.perf_counter() - t0, context_switches(kp)
                 print(f"{g.name} round {rnd} kernel cpus {mask}: {el:.2f} s ({LINES / el:,.0f} lines/s), "
                       f"kernel cpu {cpu_seconds(kp) - k0:.2f} s, kernel switches vol {s1[0] - s0[0]} "
                       f"invol {s1[1] - s0[1]}", flush=True)

@@ -53,6 +53,44 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def context_switches(pid: int) -> tuple[int, int]:
+    """Voluntary and involuntary context switches of a process, summed over its threads (/proc/<pid>/task/*/status)."""
+    vol = invol = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        vol += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches"):
+                        invol += int(line.split()[1])
+        except OSError:
+            pass
+    return vol, invol
+
+
+def kernel_pid(gateway_pid: int) -> int | None:
+    """The ipykernel process a gateway started (its direct child), or None."""
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/cmdline") as f:
+                    if "ipykernel" not in f.read():
+                        continue
+                with open(f"/proc/{p}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[1] == str(gateway_pid):
+                        return int(p)
+            except OSError:
+                pass
+    return None
+
+
+def percentile_nearest_rank(xs: list[float], p: float) -> float:
+    """The diagnostics' percentile: the sample nearest rank p (bench.py's `pct` interpolates between samples)."""
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
+
+
 def rss_mb(pid: int) -> float:
     """VmRSS from /proc/<pid>/status, in MB (10^6 bytes)."""
     with open(f"/proc/{pid}/status") as f:

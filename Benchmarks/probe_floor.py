@@ -26,7 +26,7 @@ import time
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gateways import Ganymede  # noqa: E402
+from gateways import Ganymede, percentile_nearest_rank  # noqa: E402
 from jupyter_client import KernelManager  # noqa: E402
 
 
@@ -45,11 +45,6 @@ def start_direct(km: KernelManager) -> bool:
     except Exception as e:  # a kernel that did not come up is counted, and the round goes on
         print(f"direct start failed: {e}", file=sys.stderr)
         return False
-
-
-def pct(xs: list[float], p: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
 
 
 def probed(gw: Ganymede, work) -> dict:
@@ -78,8 +73,9 @@ def probed(gw: Ganymede, work) -> dict:
         wall = time.perf_counter() - t0
         stop.set()
         th.join()
-    return {"wall_s": round(wall, 2), "probes": len(lat), "errors": errors[0], "p50_ms": round(pct(lat, 50), 1),
-            "p90_ms": round(pct(lat, 90), 1), "p99_ms": round(pct(lat, 99), 1), "max_ms": round(max(lat), 1)}
+    return {"wall_s": round(wall, 2), "probes": len(lat), "errors": errors[0],
+            "p50_ms": round(percentile_nearest_rank(lat, 50), 1), "p90_ms": round(percentile_nearest_rank(lat, 90), 1),
+            "p99_ms": round(percentile_nearest_rank(lat, 99), 1), "max_ms": round(max(lat), 1)}
 
 
 def main() -> None:

@@ -210,7 +210,6 @@ public final class ZMQIOThread: @unchecked Sendable {
     }
 
     /// Receives every message waiting on the socket; returns how many.
-    @discardableResult
     private func receiveAll(_ s: OpenSocket) -> Int {
         var received = 0
         while true {
